@@ -1,0 +1,11 @@
+"""URLs of the node's own pages."""
+
+from django.urls import path
+
+from appliance import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("console/", views.console, name="console"),
+    path("console/maintenance", views.maintenance_toggle, name="maintenance-toggle"),
+]

@@ -1,0 +1,121 @@
+"""Small readers for settings taken from environment variables.
+
+Each reader returns a typed value or raises ImproperlyConfigured with the variable's name and
+what was wrong, so that a bad value stops the process at start-up instead of misbehaving later.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+def env_str(name: str, default: str) -> str:
+    """The variable's text, or the default when it is not set."""
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """A yes/no variable; anything but the usual words is an error."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a yes/no value (use 1/0, true/false)")
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    """A whole number, optionally with a lower bound."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def env_float(name: str, default: float) -> float:
+    """A number that may have a fraction."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+
+
+def env_list(name: str, default: str) -> list[str]:
+    """A comma-separated list; blanks are dropped."""
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class MySQLURL:
+    """The parts of a `mysql://user:password@host:port/database` address."""
+
+    user: str
+    password: str
+    host: str
+    port: int
+    database: str
+
+    def django_database(self) -> dict[str, object]:
+        """This address as an entry of Django's DATABASES setting."""
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": self.database,
+            "USER": self.user,
+            "PASSWORD": self.password,
+            "HOST": self.host,
+            "PORT": str(self.port),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "CONN_MAX_AGE": 0,
+        }
+
+    def redacted(self) -> str:
+        """The address with the password left out, safe for logs and messages."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def parse_mysql_url(url: str, what: str = "database URL") -> MySQLURL:
+    """Split a mysql:// address; raises ValueError saying what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise ValueError(f"{what} must start with mysql://, got {parts.scheme or 'nothing'}://")
+    database = parts.path.lstrip("/")
+    if not parts.hostname or not database or "/" in database:
+        raise ValueError(f"{what} must look like mysql://user@host:port/database")
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise ValueError(f"{what} has a port that is not a number") from None
+    return MySQLURL(
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        host=parts.hostname,
+        port=port,
+        database=unquote(database),
+    )
+
+
+def env_mysql(name: str, default: str) -> MySQLURL:
+    """A mysql:// address from the environment."""
+    try:
+        return parse_mysql_url(env_str(name, default), name)
+    except ValueError as error:
+        raise ImproperlyConfigured(str(error)) from None

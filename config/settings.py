@@ -1,0 +1,171 @@
+"""Settings of one appliance node, read from environment variables.
+
+Every value has a safe default for the two-node demo on one machine; a bad value stops the
+process at start-up. Two nodes on one machine differ only in their environment (addresses,
+databases, directories, broker database).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_mysql,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not env_bool("APPLIANCE_DEMO", True):
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set outside the demo")
+    SECRET_KEY = "demo-only-" + "x" * 50  # replaced by make demo and in production
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,127.0.0.2,localhost,[::1]")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "appliance",
+    "appliance.data",
+    "migrations_engine",
+    "wizard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "appliance.middleware.MaintenanceMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "appliance.context_processors.node",
+            ],
+        },
+    },
+]
+
+# The control database holds this node's own state and the wizard's runs; the data database
+# holds the appliance's business data, the part a migration copies and overwrites.
+CONTROL_DB = env_mysql("CONTROL_DB_URL", "mysql://root@127.0.0.1:3306/appliance_control")
+DATA_DB = env_mysql("DATA_DB_URL", "mysql://root@127.0.0.1:3306/appliance_data")
+DATABASES = {
+    "default": CONTROL_DB.django_database() | {"TEST": {"NAME": f"test_{CONTROL_DB.database}"}},
+    "data": DATA_DB.django_database() | {"TEST": {"NAME": f"test_{DATA_DB.database}"}},
+}
+DATABASE_ROUTERS = ["appliance.routers.DataDatabaseRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "console"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+
+# HTTPS everywhere: nodes serve their pages and the peer API over TLS with their own certificate.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=300)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SILENCED_SYSTEM_CHECKS = [
+    "security.W005"
+]  # HSTS for subdomains: appliances live under customers' domains
+
+# Celery: the broker is Redis; each node on a machine uses its own Redis database.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# This node: where it keeps its files and how it restarts and reboots itself.
+APPLIANCE_VAR_DIR = Path(env_str("APPLIANCE_VAR_DIR", str(BASE_DIR / "var" / "node")))
+APPLIANCE_TRAFFIC_LOG_DIR = Path(
+    env_str("APPLIANCE_TRAFFIC_LOG_DIR", str(APPLIANCE_VAR_DIR / "traffic-logs"))
+)
+APPLIANCE_CERT_DIR = Path(env_str("APPLIANCE_CERT_DIR", str(APPLIANCE_VAR_DIR / "certs")))
+APPLIANCE_RESTART_COMMAND = env_str(
+    "APPLIANCE_RESTART_COMMAND", "systemctl restart appliance.target"
+)
+APPLIANCE_REBOOT_COMMAND = env_str("APPLIANCE_REBOOT_COMMAND", "systemctl reboot")
+APPLIANCE_ADMIN_USER = env_str("APPLIANCE_ADMIN_USER", "admin")
+
+# The peer API this node serves when it is the source of a migration.
+PEER_TOKEN_TTL = env_int("PEER_TOKEN_TTL", 900, minimum=30)
+PEER_AUTH_MAX_FAILURES = env_int("PEER_AUTH_MAX_FAILURES", 5, minimum=1)
+PEER_AUTH_LOCKOUT = env_int("PEER_AUTH_LOCKOUT", 300, minimum=1)
+PEER_AUTH_DELAY = env_float("PEER_AUTH_DELAY", 0.5)
+PEER_CREDENTIAL_TTL = env_int("PEER_CREDENTIAL_TTL", 6 * 3600, minimum=60)
+
+# How the current system reaches a source's MySQL and SSH, as handed out by the peer API.
+APPLIANCE_DATA_DB_PUBLIC_HOST = env_str("APPLIANCE_DATA_DB_PUBLIC_HOST", DATA_DB.host)
+APPLIANCE_DATA_DB_PUBLIC_PORT = env_int("APPLIANCE_DATA_DB_PUBLIC_PORT", DATA_DB.port, minimum=1)
+APPLIANCE_SSH_HOST = env_str("APPLIANCE_SSH_HOST", "")
+APPLIANCE_SSH_PORT = env_int("APPLIANCE_SSH_PORT", 22, minimum=1)
+APPLIANCE_SSH_USER = env_str("APPLIANCE_SSH_USER", "appliance-migration")
+APPLIANCE_SSH_HOST_KEY = Path(
+    env_str("APPLIANCE_SSH_HOST_KEY", "/etc/ssh/ssh_host_ed25519_key.pub")
+)
+APPLIANCE_SSH_AUTHORIZED_KEYS = Path(
+    env_str("APPLIANCE_SSH_AUTHORIZED_KEYS", str(APPLIANCE_VAR_DIR / "ssh" / "authorized_keys"))
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

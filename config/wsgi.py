@@ -1,0 +1,9 @@
+"""WSGI entry point of a node's web process (served over HTTPS by gunicorn)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+application = get_wsgi_application()

@@ -1,0 +1,1 @@
+"""The seven-step migration wizard in the browser (Welcome to Result), on the current system."""
