@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from appliance import SOFTWARE_VERSION, services
+from appliance.decorators import staff_required
 from appliance.models import SITE_BOUND_GROUPS, IssuedCredential
 
 
@@ -20,7 +21,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "appliance/home.html", {"node": services.node_get()})
 
 
-@staff_member_required
+@staff_required
 def console(request: HttpRequest) -> HttpResponse:
     """Everything staff need to know about this node, on one page."""
     log_dir = Path(settings.APPLIANCE_TRAFFIC_LOG_DIR)
@@ -28,7 +29,10 @@ def console(request: HttpRequest) -> HttpResponse:
     context = {
         "node": services.node_get(),
         "licence": services.licence_get(),
-        "settings_groups": sorted(services.settings_export().items()),
+        "settings_groups": [
+            (group, {key: json.dumps(value) for key, value in pairs.items()})
+            for group, pairs in sorted(services.settings_export().items())
+        ],
         "site_bound_groups": SITE_BOUND_GROUPS,
         "ha": services.ha_settings(),
         "software_version": SOFTWARE_VERSION,
@@ -45,7 +49,7 @@ def console(request: HttpRequest) -> HttpResponse:
     return render(request, "appliance/console.html", context)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def maintenance_toggle(request: HttpRequest) -> HttpResponse:
     """Switch maintenance mode from the console."""

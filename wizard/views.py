@@ -1,11 +1,12 @@
 """The wizard's pages."""
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from appliance.decorators import staff_required
 
-@staff_member_required
+
+@staff_required
 def welcome(request: HttpRequest) -> HttpResponse:
     """Step 1: what will happen and what is needed."""
     return render(request, "wizard/welcome.html")

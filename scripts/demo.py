@@ -1,0 +1,443 @@
+"""The two-node demo on one machine: a seeded source (127.0.0.2) and a current system (127.0.0.1).
+
+Starts a second MariaDB server for the source, both nodes' HTTPS web processes and Celery
+workers, and an OpenSSH server for the source; prints the wizard's URL and the logins and writes
+them to var/demo.env. Ctrl-C stops everything it started. Every run starts from fresh data.
+
+Environment: DEMO_SIZE (small|demo|bench, default demo), DEMO_HA=1 for an HA source,
+DEMO_HTTPS_PORT / DEMO_HTTP_PORT / DEMO_SSH_PORT / DEMO_SOURCE_DB_PORT to move off the
+standard ports, DEMO_NO_WAIT=1 to set everything up and return (for scripts and tests), and
+DEMO_NAME / DEMO_SOURCE_ADDRESS / DEMO_CURRENT_ADDRESS / DEMO_REDIS_DBS to run a second demo
+beside the first (the tests do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pymysql  # noqa: E402
+
+from devtools.mariadb import MariaDBServer  # noqa: E402
+from devtools.sshd import SSHServer  # noqa: E402
+
+DEMO_NAME = os.environ.get("DEMO_NAME", "demo")
+DEMO_DIR = ROOT / "var" / DEMO_NAME
+ENV_FILE = ROOT / "var" / f"{DEMO_NAME}.env"
+PYTHON = sys.executable
+SOURCE_ADDRESS = os.environ.get("DEMO_SOURCE_ADDRESS", "127.0.0.2")
+CURRENT_ADDRESS = os.environ.get("DEMO_CURRENT_ADDRESS", "127.0.0.1")
+CURRENT_BROKER_DB, SOURCE_BROKER_DB = (
+    int(n) for n in os.environ.get("DEMO_REDIS_DBS", "10,11").split(",")
+)
+
+
+def port_setting(name: str, standard: int, fallback: int, address: str) -> int:
+    """The configured port, else the standard one if it can be bound here, else the fallback."""
+    if os.environ.get(name):
+        return int(os.environ[name])
+    return standard if can_bind(address, standard) else fallback
+
+
+def can_bind(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def load_secrets() -> dict[str, str]:
+    """Passwords and keys of the demo, made once and kept in var/demo (never in the repo)."""
+    path = DEMO_DIR / "secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    values = {
+        "source_admin_password": secrets.token_urlsafe(12),
+        "target_admin_password": secrets.token_urlsafe(12),
+        "source_db_password": secrets.token_urlsafe(18),
+        "source_secret_key": secrets.token_urlsafe(50),
+        "target_secret_key": secrets.token_urlsafe(50),
+    }
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
+@dataclass
+class Node:
+    """One node of the demo: its name, address, environment and processes."""
+
+    name: str
+    address: str
+    env: dict[str, str]
+    https_port: int
+    http_port: int
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def var_dir(self) -> Path:
+        return DEMO_DIR / self.name
+
+    @property
+    def url(self) -> str:
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.address}{port}"
+
+    def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> None:
+        """Run a management command for this node and stop the demo if it fails."""
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        result = subprocess.run(
+            [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            sys.exit(f"[{self.name}] manage.py {args[0]} failed:\n{result.stdout}{result.stderr}")
+        for line in result.stdout.strip().splitlines():
+            print(f"[{self.name}] {line}")
+
+    def start(self) -> None:
+        """Start the HTTPS web process, the port-80 redirect and the Celery worker."""
+        logs = self.var_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        certs = self.var_dir / "certs"
+        gunicorn, celery = (
+            str(Path(PYTHON).parent / "gunicorn"),
+            str(Path(PYTHON).parent / "celery"),
+        )
+        commands = {
+            "web": [
+                gunicorn,
+                "config.wsgi",
+                f"--bind={self.address}:{self.https_port}",
+                f"--certfile={certs / 'server.crt'}",
+                f"--keyfile={certs / 'server.key'}",
+                "--workers=2",
+                "--threads=4",
+                "--worker-class=gthread",
+                "--timeout=120",
+            ],
+            "redirect": [
+                gunicorn,
+                "config.redirect_wsgi",
+                f"--bind={self.address}:{self.http_port}",
+                "--workers=1",
+            ],
+            "worker": [
+                celery,
+                "-A",
+                "config",
+                "worker",
+                f"--hostname={self.name}@%h",
+                "--concurrency=2",
+                "--loglevel=INFO",
+            ],
+        }
+        for role, command in commands.items():
+            log = open(logs / f"{role}.log", "ab")
+            self.processes.append(
+                subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env={**os.environ, **self.env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        pids = " ".join(str(process.pid) for process in self.processes)
+        (self.var_dir / "pids").write_text(pids)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        self.processes.clear()
+
+    def wait_until_up(self, timeout: float = 60) -> None:
+        """Wait until the login page answers over HTTPS with this node's own certificate."""
+        context = ssl.create_default_context(cafile=str(self.var_dir / "certs" / "server.crt"))
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(  # noqa: S310 - our own https URL
+                    f"{self.url}/accounts/login/", context=context, timeout=3
+                ) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit(f"[{self.name}] did not answer at {self.url}; see {self.var_dir}/logs")
+            time.sleep(0.5)
+
+
+def stop_leftovers() -> None:
+    """Stop the processes a previous demo left running (one started with DEMO_NO_WAIT)."""
+    for pids in DEMO_DIR.glob("*/pids"):
+        for pid in pids.read_text().split():
+            try:
+                os.killpg(int(pid), signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        pids.unlink()
+    time.sleep(1)
+
+
+def require_services() -> None:
+    """The machine's MariaDB and Redis must already run."""
+    try:
+        pymysql.connect(host="127.0.0.1", user="root").close()
+    except pymysql.err.OperationalError as error:
+        sys.exit(f"The machine's MariaDB at 127.0.0.1:3306 does not answer as root: {error}")
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 6379)) != 0:
+            sys.exit("Redis does not answer at 127.0.0.1:6379; start it first.")
+
+
+def fresh_databases(connection: Any, names: list[str], user: str = "", password: str = "") -> None:
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        if user:
+            cursor.execute(f"CREATE USER IF NOT EXISTS '{user}'@'%%' IDENTIFIED BY %s", [password])
+            cursor.execute(f"ALTER USER '{user}'@'%%' IDENTIFIED BY %s", [password])
+            cursor.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%' WITH GRANT OPTION")
+
+
+def node_env(name: str, address: str, control: str, data: str, broker_db: int) -> dict[str, str]:
+    var_dir = DEMO_DIR / name
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "APPLIANCE_DEMO": "1",
+        "CONTROL_DB_URL": control,
+        "DATA_DB_URL": data,
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{broker_db}",
+        "APPLIANCE_VAR_DIR": str(var_dir),
+        "DJANGO_ALLOWED_HOSTS": f"{address},localhost",
+        "APPLIANCE_RESTART_COMMAND": f"touch {var_dir / 'control' / 'restart'}",
+        "APPLIANCE_REBOOT_COMMAND": f"touch {var_dir / 'control' / 'reboot'}",
+        "WIZARD_ALLOW_LOOPBACK": "1",
+    }
+
+
+def build_nodes(keys: dict[str, str], ssh: SSHServer, source_db: MariaDBServer) -> list[Node]:
+    db_password = keys["source_db_password"]
+    source = Node(
+        "source",
+        SOURCE_ADDRESS,
+        node_env(
+            "source",
+            SOURCE_ADDRESS,
+            source_db.url("appliance_control", "appliance", db_password),
+            source_db.url("appliance_data", "appliance", db_password),
+            SOURCE_BROKER_DB,
+        )
+        | {
+            "DJANGO_SECRET_KEY": keys["source_secret_key"],
+            "APPLIANCE_SSH_HOST": ssh.host,
+            "APPLIANCE_SSH_PORT": str(ssh.port),
+            "APPLIANCE_SSH_USER": ssh.user,
+            "APPLIANCE_SSH_HOST_KEY": str(ssh.host_public_key),
+            "APPLIANCE_SSH_AUTHORIZED_KEYS": str(ssh.authorized_keys),
+        },
+        port_setting("DEMO_HTTPS_PORT", 443, 8443, SOURCE_ADDRESS),
+        port_setting("DEMO_HTTP_PORT", 80, 8080, SOURCE_ADDRESS),
+    )
+    current = Node(
+        "current",
+        CURRENT_ADDRESS,
+        node_env(
+            "current",
+            CURRENT_ADDRESS,
+            f"mysql://root@127.0.0.1:3306/{DEMO_NAME}_current_control",
+            f"mysql://root@127.0.0.1:3306/{DEMO_NAME}_current_data",
+            CURRENT_BROKER_DB,
+        )
+        | {"DJANGO_SECRET_KEY": keys["target_secret_key"]},
+        port_setting("DEMO_HTTPS_PORT", 443, 8443, CURRENT_ADDRESS),
+        port_setting("DEMO_HTTP_PORT", 80, 8080, CURRENT_ADDRESS),
+    )
+    return [source, current]
+
+
+def prepare(source: Node, current: Node, keys: dict[str, str]) -> None:
+    """Fresh databases, schema, admin users, seeded state and certificates on both nodes."""
+    size = os.environ.get("DEMO_SIZE", "demo")
+    role = ["--role", "ha_master", "--ha-peer", "127.0.0.3"] if os.environ.get("DEMO_HA") else []
+    seeds = {
+        "source": [
+            "--size",
+            size,
+            "--host-name",
+            "appliance-old",
+            "--ip-address",
+            SOURCE_ADDRESS,
+            *role,
+        ],
+        "current": [
+            "--size",
+            "small",
+            "--host-name",
+            "appliance-new",
+            "--ip-address",
+            CURRENT_ADDRESS,
+            "--no-licence",
+        ],
+    }
+    for node, password in (
+        (source, keys["source_admin_password"]),
+        (current, keys["target_admin_password"]),
+    ):
+        node.manage("migrate", "--noinput", "-v0")
+        node.manage("migrate", "--database", "data", "--noinput", "-v0")
+        node.manage("ensure_admin", extra_env={"ADMIN_PASSWORD": password})
+        node.manage("seed_node", *seeds[node.name])
+        node.manage("make_certificate", "--force")
+        (node.var_dir / "control").mkdir(parents=True, exist_ok=True)
+
+
+def smoke_check(source: Node, password: str) -> dict[str, Any]:
+    """Log in to the source's peer API with its certificate pinned and read its info."""
+    from migrations_engine.peer_client import PeerClient
+
+    pem = (source.var_dir / "certs" / "server.crt").read_text()
+    client = PeerClient(source.address, pem, port=source.https_port)
+    client.login(password)
+    info = client.info()
+    client.logout()
+    return info
+
+
+def write_env(source: Node, current: Node, keys: dict[str, str], ssh: SSHServer) -> Path:
+    values = {
+        "SOURCE_ADDRESS": source.address,
+        "SOURCE_URL": source.url,
+        "SOURCE_ADMIN_USER": "admin",
+        "SOURCE_ADMIN_PASSWORD": keys["source_admin_password"],
+        "SOURCE_DATA_DB_URL": source.env["DATA_DB_URL"],
+        "SOURCE_TRAFFIC_LOG_DIR": str(source.var_dir / "traffic-logs"),
+        "SOURCE_CERTIFICATE": str(source.var_dir / "certs" / "server.crt"),
+        "SOURCE_SSH_PORT": str(ssh.port),
+        "TARGET_ADDRESS": current.address,
+        "TARGET_URL": current.url,
+        "TARGET_WIZARD_URL": f"{current.url}/wizard/",
+        "TARGET_ADMIN_USER": "admin",
+        "TARGET_ADMIN_PASSWORD": keys["target_admin_password"],
+        "TARGET_DATA_DB_URL": current.env["DATA_DB_URL"],
+        "TARGET_TRAFFIC_LOG_DIR": str(current.var_dir / "traffic-logs"),
+    }
+    path = ENV_FILE
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    path.chmod(0o600)
+    return path
+
+
+def supervise(nodes: list[Node]) -> None:
+    """Keep the demo running; a node's restart or reboot command restarts its processes."""
+    while True:
+        for node in nodes:
+            for request, pause in (("reboot", 5.0), ("restart", 0.0)):
+                flag = node.var_dir / "control" / request
+                if flag.exists():
+                    flag.unlink()
+                    print(f"[{node.name}] {request} requested: stopping its processes")
+                    node.stop()
+                    time.sleep(pause)
+                    node.start()
+                    node.wait_until_up()
+                    print(f"[{node.name}] back up after {request}")
+        time.sleep(1)
+
+
+def main() -> None:
+    require_services()
+    stop_leftovers()
+    keys = load_secrets()
+    source_db = MariaDBServer(
+        DEMO_DIR / "source-mysql",
+        SOURCE_ADDRESS,
+        int(os.environ.get("DEMO_SOURCE_DB_PORT", 3306)),
+        2,
+    )
+    ssh = SSHServer(
+        DEMO_DIR / "source-ssh",
+        SOURCE_ADDRESS,
+        port_setting("DEMO_SSH_PORT", 22, 2222, SOURCE_ADDRESS),
+    )
+    print(f"Starting the source's MariaDB at {source_db.host}:{source_db.port} ...")
+    source_db.start()
+    with source_db.connect() as connection:
+        fresh_databases(
+            connection,
+            ["appliance_control", "appliance_data"],
+            "appliance",
+            keys["source_db_password"],
+        )
+    with pymysql.connect(host="127.0.0.1", user="root", autocommit=True) as connection:
+        fresh_databases(connection, [f"{DEMO_NAME}_current_control", f"{DEMO_NAME}_current_data"])
+    source, current = nodes = build_nodes(keys, ssh, source_db)
+    prepare(source, current, keys)
+    ssh.start()
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            node.wait_until_up()
+        info = smoke_check(source, keys["source_admin_password"])
+        env_file = write_env(source, current, keys, ssh)
+        print_banner(source, current, keys, info, env_file)
+        if not os.environ.get("DEMO_NO_WAIT"):
+            supervise(nodes)
+    except KeyboardInterrupt:
+        print("\nStopping the demo ...")
+    finally:
+        if not os.environ.get("DEMO_NO_WAIT"):
+            for node in nodes:
+                node.stop()
+            ssh.stop()
+            source_db.stop()
+
+
+def print_banner(
+    source: Node, current: Node, keys: dict[str, str], info: dict[str, Any], env_file: Path
+) -> None:
+    print(
+        "\nThe two-node demo is running.\n"
+        f"  Source         {source.url}  ({info['host_name']}.{info['domain_name']}, "
+        f"{info['server_role_label']}, data {info['data_size_bytes'] / 1e6:.0f} MB)\n"
+        f"                 Admin User password: {keys['source_admin_password']}\n"
+        f"  Wizard         {current.url}/wizard/\n"
+        f"                 log in as admin / {keys['target_admin_password']}\n"
+        f"  Console        {current.url}/console/\n"
+        f"  Settings for scripts and tests: {env_file}\n"
+        "Press Ctrl-C to stop both nodes."
+    )
+
+
+if __name__ == "__main__":
+    main()
