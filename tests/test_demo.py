@@ -22,7 +22,7 @@ import pytest
 
 from devtools.mariadb import MariaDBServer
 from devtools.sshd import SSHServer
-from migrations_engine.peer_client import PeerClient, PeerError
+from migrations_engine.peer_client import CertificateMismatch, PeerClient, PeerError
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "demotest"
@@ -151,3 +151,10 @@ def test_staff_can_log_in_to_the_current_system(demo: dict[str, str]) -> None:
         assert response.url.endswith("/console/")
     assert "System console" in console
     assert "appliance-new" in console
+
+
+def test_a_certificate_other_than_the_pinned_one_is_refused(demo: dict[str, str]) -> None:
+    other = (ROOT / "var" / NAME / "current" / "certs" / "server.crt").read_text()
+    client = PeerClient(demo["SOURCE_ADDRESS"], other, port=8443)
+    with pytest.raises(CertificateMismatch, match="certificate other than the one you confirmed"):
+        client.login(demo["SOURCE_ADMIN_PASSWORD"])

@@ -38,6 +38,12 @@ def test_seeding_again_replaces_instead_of_adding() -> None:
     assert Subscriber.objects.count() == 200
 
 
+def test_only_if_new_keeps_a_seeded_node() -> None:
+    seed("--size", "small", "--host-name", "first")
+    seed("--size", "small", "--host-name", "second", "--only-if-new")
+    assert services.node_get().host_name == "first"
+
+
 def test_no_licence_leaves_the_node_unlicensed() -> None:
     seed("--no-data", "--no-licence")
     assert services.licence_get().state == "none"

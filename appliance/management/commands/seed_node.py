@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from appliance import seeding
-from appliance.models import ServerRole
+from appliance.models import Node, ServerRole
 from appliance.routers import maintenance_is_on
 
 
@@ -29,10 +29,16 @@ class Command(BaseCommand):
         parser.add_argument("--no-licence", action="store_true", help="leave the node unlicensed")
         parser.add_argument("--no-data", action="store_true", help="identity and settings only")
         parser.add_argument(
+            "--only-if-new", action="store_true", help="do nothing if the node was seeded before"
+        )
+        parser.add_argument(
             "--traffic-log-mb", type=int, default=None, help="total size of traffic logs to write"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["only_if_new"] and Node.objects.exists():
+            self.stdout.write("already seeded: nothing changed")
+            return
         if maintenance_is_on():
             raise CommandError("This node is in maintenance mode; switch it off before seeding.")
         size = seeding.SIZES[options["size"]]
