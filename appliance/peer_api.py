@@ -98,6 +98,7 @@ def auth(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     if not result.ok:
         return _error(401, result.error)
     assert result.expires_at is not None
+    credentials.credentials_revoke_expired()
     return JsonResponse({"token": result.token, "expires_at": result.expires_at.isoformat()})
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pymysql
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.utils import timezone
 
 from appliance import services
 from appliance.models import IssuedCredential, LicenceState
+from tests.conftest import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.django_db(databases=["default", "data"], transaction=True)
 
@@ -181,6 +184,22 @@ def test_ssh_key_is_authorised_restricted_and_revoked(seeded: None, peer: Peer) 
     assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
     peer("POST", "credentials/revoke", {"run": "run-17", "kind": "ssh_key"})
     assert keys_file.read_text() == ""
+
+
+def test_expired_credentials_are_revoked_at_the_next_login(
+    seeded: None, peer: Peer, client: Any
+) -> None:
+    account = peer("POST", "credentials/database", {"run": "run-18"}).json()
+    IssuedCredential.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    client.post("/api/peer/v1/auth", {"password": ADMIN_PASSWORD}, content_type="application/json")
+    assert IssuedCredential.objects.get().revoked_at is not None
+    with pytest.raises(pymysql.err.OperationalError):
+        pymysql.connect(
+            host=account["host"],
+            port=account["port"],
+            user=account["user"],
+            password=account["password"],
+        )
 
 
 def test_a_key_that_is_not_a_public_key_is_refused(seeded: None, peer: Peer) -> None:
