@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -151,17 +152,34 @@ def licence_release(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
 
 @endpoint("POST")
 def configuration(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
-    """Replace whole setting groups and/or mark this node as migrated to another system."""
+    """Replace whole setting groups, take another identity, and/or mark this node as migrated."""
     new_settings = body.get("settings", {})
     if not isinstance(new_settings, dict) or not all(
         isinstance(pairs, dict) for pairs in new_settings.values()
     ):
         raise BadRequest("'settings' must map group names to objects of key/value pairs.")
     services.settings_replace(new_settings)
+    identity = body.get("identity")
+    if identity is not None:
+        if not isinstance(identity, dict) or set(identity) != {
+            "host_name",
+            "domain_name",
+            "ip_address",
+        }:
+            raise BadRequest("'identity' must hold host_name, domain_name and ip_address.")
+        try:
+            services.identity_set(**{key: str(value) for key, value in identity.items()})
+        except ValidationError as problem:
+            raise BadRequest(f"'identity' is not valid: {problem.messages[0]}") from None
     migrated_to = body.get("migrated_to")
     if migrated_to:
         services.mark_migrated(migrated_to=str(migrated_to))
-    return JsonResponse({"settings": services.settings_export(set(new_settings))})
+    return JsonResponse(
+        {
+            "settings": services.settings_export(set(new_settings)),
+            "identity": services.identity_get(),
+        }
+    )
 
 
 @endpoint("POST")

@@ -70,6 +70,32 @@ def settings_replace(values: SettingsByGroup) -> None:
             Setting.objects.update_or_create(group=group, key=key, defaults={"value": value})
 
 
+@transaction.atomic
+def settings_set_all(values: SettingsByGroup) -> None:
+    """Make the node's settings exactly these (groups not given are removed)."""
+    Setting.objects.exclude(group__in=list(values)).delete()
+    settings_replace(values)
+
+
+def identity_get() -> dict[str, str]:
+    """The node's host name, domain name and IP address."""
+    node = node_get()
+    return {
+        "host_name": node.host_name,
+        "domain_name": node.domain_name,
+        "ip_address": node.ip_address,
+    }
+
+
+def identity_set(*, host_name: str, domain_name: str, ip_address: str) -> Node:
+    """Give the node another identity (a swap of configuration does this)."""
+    node = node_get()
+    node.host_name, node.domain_name, node.ip_address = host_name, domain_name, ip_address
+    node.full_clean(exclude=["maintenance_reason", "migrated_to"])
+    node.save()
+    return node
+
+
 def split_settings(values: SettingsByGroup) -> tuple[SettingsByGroup, SettingsByGroup]:
     """Split settings into (basic, site-bound) groups."""
     basic = {g: v for g, v in values.items() if g not in SITE_BOUND_GROUPS}
@@ -236,4 +262,13 @@ def node_info() -> dict[str, Any]:
         "tls_fingerprint": tls_fingerprint(),
         "ssh_host_key": host_key,
         "ssh_fingerprint": ssh_fingerprint(host_key),
+        "commands": {
+            "restart": settings.APPLIANCE_RESTART_COMMAND,
+            "reboot": settings.APPLIANCE_REBOOT_COMMAND,
+        },
+        "traffic_log_dir": str(settings.APPLIANCE_TRAFFIC_LOG_DIR),
+        "certificate_files": {
+            "certificate": str(certificate_path()),
+            "key": str(private_key_path()),
+        },
     }

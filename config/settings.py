@@ -80,9 +80,12 @@ TEMPLATES = [
 # holds the appliance's business data, the part a migration copies and overwrites.
 CONTROL_DB = env_mysql("CONTROL_DB_URL", "mysql://root@127.0.0.1:3306/appliance_control")
 DATA_DB = env_mysql("DATA_DB_URL", "mysql://root@127.0.0.1:3306/appliance_data")
+TEST_DB_SUFFIX = env_str("TEST_DB_SUFFIX", "")  # lets two test runs share one server
 DATABASES = {
-    "default": CONTROL_DB.django_database() | {"TEST": {"NAME": f"test_{CONTROL_DB.database}"}},
-    "data": DATA_DB.django_database() | {"TEST": {"NAME": f"test_{DATA_DB.database}"}},
+    "default": CONTROL_DB.django_database()
+    | {"TEST": {"NAME": f"test_{CONTROL_DB.database}{TEST_DB_SUFFIX}"}},
+    "data": DATA_DB.django_database()
+    | {"TEST": {"NAME": f"test_{DATA_DB.database}{TEST_DB_SUFFIX}"}},
 }
 DATABASE_ROUTERS = ["appliance.routers.DataDatabaseRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -160,6 +163,20 @@ APPLIANCE_SSH_HOST_KEY = Path(
 APPLIANCE_SSH_AUTHORIZED_KEYS = Path(
     env_str("APPLIANCE_SSH_AUTHORIZED_KEYS", str(APPLIANCE_VAR_DIR / "ssh" / "authorized_keys"))
 )
+
+# Where this node's own web process answers (checked after its services restart).
+APPLIANCE_WEB_ADDRESS = env_str("APPLIANCE_WEB_ADDRESS", "127.0.0.1")
+APPLIANCE_WEB_PORT = env_int("APPLIANCE_WEB_PORT", 443, minimum=1)
+
+# Execution of a migration on this node when it is the current system.
+MIGRATION_COPY_WORKERS = env_int("MIGRATION_COPY_WORKERS", 2, minimum=1)
+MIGRATION_HEARTBEAT_STALE = env_int("MIGRATION_HEARTBEAT_STALE", 30, minimum=5)
+MIGRATION_STALL_SECONDS = env_int("MIGRATION_STALL_SECONDS", 120, minimum=10)
+MIGRATION_SERVICE_TIMEOUT = env_int("MIGRATION_SERVICE_TIMEOUT", 180, minimum=5)
+MIGRATION_REPLICA_TIMEOUT = env_int("MIGRATION_REPLICA_TIMEOUT", 900, minimum=10)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-migration-runs": {"task": "migrations_engine.tasks.sweep_runs", "schedule": 15.0},
+}
 
 LOGGING = {
     "version": 1,

@@ -158,8 +158,17 @@ class PeerClient:
     def licence_release(self, *, guid: str, transferred_to: str) -> None:
         self.request("POST", "licence/release", {"guid": guid, "transferred_to": transferred_to})
 
-    def configuration(self, settings: dict[str, Any], migrated_to: str = "") -> None:
-        self.request("POST", "configuration", {"settings": settings, "migrated_to": migrated_to})
+    def configuration(
+        self,
+        settings: dict[str, Any],
+        *,
+        identity: dict[str, str] | None = None,
+        migrated_to: str = "",
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"settings": settings, "migrated_to": migrated_to}
+        if identity is not None:
+            body["identity"] = identity
+        return dict(self.request("POST", "configuration", body))
 
     def database_account(self, run: str) -> dict[str, Any]:
         return dict(self.request("POST", "credentials/database", {"run": run}))

@@ -148,6 +148,8 @@ class Node:
                 f"--hostname={self.name}@%h",
                 "--concurrency=2",
                 "--loglevel=INFO",
+                "--beat",
+                f"--schedule={logs / 'beat-schedule'}",
             ],
         }
         for role, command in commands.items():
@@ -164,6 +166,9 @@ class Node:
             )
         pids = " ".join(str(process.pid) for process in self.processes)
         (self.var_dir / "pids").write_text(pids)
+        env_file = self.var_dir / "node.env"
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in self.env.items()))
+        env_file.chmod(0o600)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -242,6 +247,7 @@ def node_env(name: str, address: str, control: str, data: str, broker_db: int) -
         "APPLIANCE_RESTART_COMMAND": f"touch {var_dir / 'control' / 'restart'}",
         "APPLIANCE_REBOOT_COMMAND": f"touch {var_dir / 'control' / 'reboot'}",
         "WIZARD_ALLOW_LOOPBACK": "1",
+        "APPLIANCE_WEB_ADDRESS": address,
     }
 
 
@@ -282,6 +288,8 @@ def build_nodes(keys: dict[str, str], ssh: SSHServer, source_db: MariaDBServer) 
         port_setting("DEMO_HTTPS_PORT", 443, 8443, CURRENT_ADDRESS),
         port_setting("DEMO_HTTP_PORT", 80, 8080, CURRENT_ADDRESS),
     )
+    for node in (source, current):
+        node.env["APPLIANCE_WEB_PORT"] = str(node.https_port)
     return [source, current]
 
 

@@ -1,0 +1,171 @@
+"""What an operation gets while it runs: its memory, the run's log, the source, and progress.
+
+`RunContext` hands out the connections an operation needs (the source's peer API, the source's
+data database through a per-run account) and remembers what the operation did, in the control
+database, so that a run resumed on another worker knows it too. `Progress` writes figures and an
+ETA from measured speed, at most twice a second, and notices when another worker took the run
+over (the fencing counter), stopping this one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from config.env import MySQLURL
+from migrations_engine.models import MigrationRun, OperationState
+from migrations_engine.peer_client import PeerClient, PeerError
+from migrations_engine.secrets import SecretMissing, secret_get, secret_put
+
+logger = logging.getLogger(__name__)
+PROGRESS_INTERVAL = 0.5
+
+
+class Fenced(Exception):
+    """Another worker has taken this run over; this one must stop without touching anything."""
+
+
+def run_log_path(run_id: int) -> Path:
+    """Where a run's log file is written."""
+    return Path(settings.APPLIANCE_VAR_DIR) / "logs" / f"migration-{run_id}.log"
+
+
+def run_log(run_id: int, message: str) -> None:
+    """Add a line to the run's log file and to its row (never pass secrets here)."""
+    line = f"{timezone.now():%Y-%m-%d %H:%M:%S} {message}\n"
+    path = run_log_path(run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line)
+    MigrationRun.objects.filter(id=run_id).update(log=Concat("log", Value(line)))
+    logger.info("run %s: %s", run_id, message)
+
+
+def heartbeat(run_id: int, fence: int) -> None:
+    """Tell that this worker still holds the run; Fenced if another one took it."""
+    if not MigrationRun.objects.filter(id=run_id, fence=fence).update(heartbeat_at=timezone.now()):
+        raise Fenced(f"run {run_id} was taken over by another worker")
+
+
+@dataclass
+class Progress:
+    """Writes an operation's progress (fraction, figures, ETA) and keeps the run's heartbeat."""
+
+    state: OperationState
+    fence: int
+    started: float = field(default_factory=time.monotonic)
+    written_at: float = 0.0
+
+    def update(
+        self,
+        fraction: float,
+        *,
+        figures: dict[str, Any] | None = None,
+        message: str | None = None,
+        eta_seconds: float | None = None,
+        force: bool = False,
+    ) -> None:
+        """Record how far the operation is (0..1); cheap to call often."""
+        now = time.monotonic()
+        if not force and now - self.written_at < PROGRESS_INTERVAL:
+            return
+        self.written_at = now
+        fraction = max(0.0, min(1.0, fraction))
+        if eta_seconds is None and fraction >= 0.02:
+            eta_seconds = (now - self.started) * (1 - fraction) / fraction
+        changes: dict[str, Any] = {"eta_seconds": eta_seconds, "stalled": False}
+        if fraction != self.state.fraction:
+            changes |= {"fraction": fraction, "moved_at": timezone.now()}
+        if figures is not None:
+            changes["figures"] = figures
+        if message is not None:
+            changes["message"] = message[:300]
+        OperationState.objects.filter(id=self.state.id).update(**changes)
+        for key, value in changes.items():
+            setattr(self.state, key, value)
+        heartbeat(self.state.run_id, self.fence)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+class RunContext:
+    """The run, the operation's memory and the connections an operation needs."""
+
+    def __init__(self, run: MigrationRun, state: OperationState, fence: int) -> None:
+        self.run = run
+        self.state = state
+        self.fence = fence
+        self._peer: PeerClient | None = None
+
+    @property
+    def memory(self) -> dict[str, Any]:
+        return self.state.memory
+
+    def remember(self, **values: Any) -> None:
+        """Record facts about this operation's work at once (they survive a crash)."""
+        heartbeat(self.run.id, self.fence)
+        self.state.memory = {**self.state.memory, **values}
+        OperationState.objects.filter(id=self.state.id).update(memory=self.state.memory)
+
+    def log(self, message: str) -> None:
+        run_log(self.run.id, f"[{self.state.name}] {message}")
+
+    def peer(self) -> PeerClient:
+        """The source's peer API, logged in with the run's stored admin password."""
+        if self._peer is None:
+            client = PeerClient(
+                str(self.run.source_address), self.run.source_certificate, self.run.source_port
+            )
+            client.login(secret_get(self.run, "admin_password"))
+            self._peer = client
+        return self._peer
+
+    def peer_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a PeerClient method, logging in again once if the token has expired."""
+        try:
+            return getattr(self.peer(), method)(*args, **kwargs)
+        except PeerError as error:
+            if error.status != 401:
+                raise
+            self._peer = None
+            return getattr(self.peer(), method)(*args, **kwargs)
+
+    def source_database(self) -> MySQLURL:
+        """The source's data database, through the run's own read-only account."""
+        try:
+            account = json.loads(secret_get(self.run, "database_account"))
+        except SecretMissing:
+            account = self.peer_call("database_account", f"run-{self.run.id}")
+            secret_put(self.run, "database_account", json.dumps(account))
+        host = account["host"]
+        if ipaddress.ip_address(host).is_loopback if _is_address(host) else host == "localhost":
+            host = str(self.run.source_address)  # the source's server is local to the source
+        return MySQLURL(
+            user=account["user"],
+            password=account["password"],
+            host=host,
+            port=int(account["port"]),
+            database=account["database"],
+        )
+
+    @staticmethod
+    def target_database() -> MySQLURL:
+        """This system's data database."""
+        data: MySQLURL = settings.DATA_DB
+        return data

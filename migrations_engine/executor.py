@@ -1,0 +1,295 @@
+"""Runs a migration's operations in order, resumably, one run at a time on this system.
+
+A worker claims a run by raising its fencing counter; every progress write and every memory
+write checks the counter, so a task delivered twice (or a worker that comes back after it was
+given up for dead) stops before it does anything, and an irreversible step never runs twice.
+A run whose heartbeat went stale (killed worker, Redis restart, reboot) is picked up again by
+`runs_sweep`, called when a worker starts and periodically.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from migrations_engine.context import Fenced, Progress, RunContext, run_log
+from migrations_engine.models import (
+    ACTIVE_STATUSES,
+    MigrationRun,
+    OperationState,
+    OperationStatus,
+    RunStatus,
+)
+from migrations_engine.operations import OPERATION_BY_NAME
+from migrations_engine.operations.base import OperationFailed
+from migrations_engine.peer_client import PeerError
+from migrations_engine.plan import PlanFacts, plan_build
+from migrations_engine.secrets import secrets_forget
+
+logger = logging.getLogger(__name__)
+PLAN_VERSION = 1
+
+
+class RunRefused(Exception):
+    """The run cannot start or change as asked; the message says why."""
+
+
+def run_facts(run: MigrationRun) -> PlanFacts:
+    """The facts that decide a run's plan."""
+    return PlanFacts(
+        source_is_ha=run.source_info.get("server_role", "standalone") != "standalone",
+        swap_configuration=run.swap_configuration,
+        migrate_licence=run.migrate_licence,
+        copy_traffic_logs=run.copy_traffic_logs,
+        tables=tuple(run.tables) if run.tables is not None else None,
+    )
+
+
+@transaction.atomic
+def run_plan(run: MigrationRun) -> list[dict[str, Any]]:
+    """Work out the run's plan from its source and options, and make its operation rows."""
+    if run.status != RunStatus.DRAFT:
+        raise RunRefused("The plan of a run that has started cannot change.")
+    rows = plan_build(run_facts(run))
+    run.plan = [row.as_dict() for row in rows]
+    run.plan_version = PLAN_VERSION
+    run.save(update_fields=["plan", "plan_version"])
+    run.operations.all().delete()
+    running = [row for row in rows if row.runs]
+    OperationState.objects.bulk_create(
+        OperationState(run=run, position=index, name=row.name, label=row.label)
+        for index, row in enumerate(running, start=1)
+    )
+    return run.plan
+
+
+def run_start(run: MigrationRun) -> None:
+    """Queue a planned run; refused while another migration is queued or running here."""
+    if not run.plan:
+        run_plan(run)
+    try:
+        with transaction.atomic():
+            updated = MigrationRun.objects.filter(id=run.id, status=RunStatus.DRAFT).update(
+                status=RunStatus.QUEUED, active=True, started_at=timezone.now()
+            )
+    except IntegrityError:
+        other = MigrationRun.objects.filter(active=True).first()
+        raise RunRefused(
+            f"Another migration (run {other.id if other else '?'}) is already in progress on "
+            "this system. Wait for it to end, or abandon it, before starting a new one."
+        ) from None
+    if not updated:
+        raise RunRefused("This run has already been started.")
+    run.refresh_from_db()
+    run_log(run.id, "run queued")
+    _dispatch(run.id)
+
+
+def _dispatch(run_id: int) -> None:
+    from migrations_engine.tasks import execute_run
+
+    transaction.on_commit(lambda: execute_run.delay(run_id))
+
+
+def run_claim(run_id: int, worker: str) -> tuple[MigrationRun, int] | None:
+    """Take the run for this worker unless another live worker holds it; returns the fence."""
+    stale_before = timezone.now() - timedelta(seconds=settings.MIGRATION_HEARTBEAT_STALE)
+    with transaction.atomic():
+        run = MigrationRun.objects.select_for_update().filter(id=run_id).first()
+        if run is None or run.status not in ACTIVE_STATUSES:
+            return None
+        held = (
+            run.status == RunStatus.RUNNING and run.heartbeat_at and run.heartbeat_at > stale_before
+        )
+        if held:
+            return None
+        run.fence += 1
+        run.status = RunStatus.RUNNING
+        run.worker = worker
+        run.heartbeat_at = timezone.now()
+        run.save(update_fields=["fence", "status", "worker", "heartbeat_at"])
+    run_log(run.id, f"run taken by worker {worker} (fence {run.fence})")
+    return run, run.fence
+
+
+def run_execute(run_id: int, worker: str) -> None:
+    """Run (or go on with) every operation of the run that has not succeeded yet."""
+    claim = run_claim(run_id, worker)
+    if claim is None:
+        return
+    run, fence = claim
+    try:
+        for state in run.operations.order_by("position"):
+            if state.status == OperationStatus.SUCCEEDED:
+                continue
+            _operation_execute(run, state, fence)
+        _run_succeed(run, fence)
+    except Fenced:
+        logger.info("run %s: another worker holds it now; this one stops", run_id)
+    except OperationFailed as failure:
+        _run_fail(run, fence, str(failure), failure.fix)
+    except PeerError as failure:
+        _run_fail(run, fence, str(failure), "Check that the source is reachable, then Resume.")
+    except Exception as failure:
+        logger.exception("run %s failed", run_id)
+        _run_fail(run, fence, f"Unexpected error: {failure}", "See the run's log, then Resume.")
+
+
+def _operation_execute(run: MigrationRun, state: OperationState, fence: int) -> None:
+    operation = OPERATION_BY_NAME[state.name]
+    MigrationRun.objects.filter(id=run.id, fence=fence).update(current_operation=state.name)
+    OperationState.objects.filter(id=state.id).update(
+        status=OperationStatus.RUNNING,
+        started_at=state.started_at or timezone.now(),
+        moved_at=timezone.now(),
+        attempts=state.attempts + 1,
+        error="",
+        fix="",
+    )
+    state.refresh_from_db()
+    run_log(run.id, f"{state.label}: started" + (" again" if state.attempts > 1 else ""))
+    context = RunContext(run, state, fence)
+    result = operation.run(context, Progress(state, fence))
+    OperationState.objects.filter(id=state.id).update(
+        status=OperationStatus.SUCCEEDED,
+        fraction=1.0,
+        eta_seconds=0,
+        result=result,
+        finished_at=timezone.now(),
+        message="",
+    )
+    run_log(run.id, f"{state.label}: done")
+
+
+def _run_succeed(run: MigrationRun, fence: int) -> None:
+    from migrations_engine.report import report_build
+
+    run.refresh_from_db()
+    run.report = report_build(run)
+    run.status = RunStatus.SUCCEEDED
+    run.finished_at = timezone.now()
+    run.active = None
+    run.current_operation = ""
+    run.save(update_fields=["report", "status", "finished_at", "active", "current_operation"])
+    secrets_forget(run)
+    run_log(run.id, "Migration was successfully completed")
+
+
+def _run_fail(run: MigrationRun, fence: int, error: str, fix: str) -> None:
+    """Stop the run: record why, undo what must not stay, revoke what the source handed out."""
+    failed = run.operations.filter(status=OperationStatus.RUNNING).first()
+    if failed is not None:
+        OperationState.objects.filter(id=failed.id).update(
+            status=OperationStatus.FAILED, error=error, fix=fix, eta_seconds=None
+        )
+        run_log(run.id, f"{failed.label}: FAILED: {error}")
+    _undo(run, fence, include_failed=True)
+    _revoke_quietly(run)
+    MigrationRun.objects.filter(id=run.id, fence=fence).update(
+        status=RunStatus.FAILED, error=error, fix=fix, active=None, finished_at=timezone.now()
+    )
+    run_log(run.id, f"run failed: {error} | what to do: {fix}")
+
+
+def _undo(run: MigrationRun, fence: int, *, include_failed: bool) -> None:
+    """Undo, newest first, the operations that did (part of) their work."""
+    statuses = [OperationStatus.SUCCEEDED]
+    if include_failed:
+        statuses.append(OperationStatus.FAILED)
+    for state in run.operations.filter(status__in=statuses).order_by("-position"):
+        context = RunContext(run, state, fence)
+        try:
+            OPERATION_BY_NAME[state.name].undo(context)
+        except Exception as error:
+            run_log(run.id, f"{state.label}: could not be undone: {error}")
+            continue
+        if state.status == OperationStatus.SUCCEEDED:
+            OperationState.objects.filter(id=state.id).update(
+                status=OperationStatus.UNDONE, fraction=0.0
+            )
+
+
+def _revoke_quietly(run: MigrationRun) -> None:
+    from migrations_engine.context import RunContext as Context
+
+    state = run.operations.order_by("position").first()
+    if state is None:
+        return
+    try:
+        count = Context(run, state, run.fence).peer_call("revoke", f"run-{run.id}")
+        run_log(run.id, f"revoked {count} credential(s) on the source")
+    except Exception as error:
+        run_log(run.id, f"could not revoke the run's credentials now ({error}); they expire")
+    run.secrets.filter(name="database_account").delete()
+
+
+def run_resume(run: MigrationRun) -> None:
+    """Go on with a failed run after its cause was fixed."""
+    if run.status != RunStatus.FAILED:
+        raise RunRefused("Only a failed run can be resumed.")
+    try:
+        with transaction.atomic():
+            MigrationRun.objects.filter(id=run.id).update(
+                status=RunStatus.QUEUED, active=True, error="", fix="", finished_at=None
+            )
+            run.operations.exclude(status=OperationStatus.SUCCEEDED).update(
+                status=OperationStatus.PENDING, stalled=False
+            )
+    except IntegrityError:
+        raise RunRefused("Another migration is in progress on this system.") from None
+    run_log(run.id, "run resumed")
+    _dispatch(run.id)
+
+
+def run_abandon(run: MigrationRun) -> None:
+    """Give a failed run up: undo what can be undone and forget its secrets."""
+    if run.status not in (RunStatus.FAILED, RunStatus.DRAFT):
+        raise RunRefused("Only a failed or unstarted run can be abandoned.")
+    if run.status == RunStatus.FAILED:
+        _undo(run, run.fence, include_failed=True)
+        _revoke_quietly(run)
+    MigrationRun.objects.filter(id=run.id).update(
+        status=RunStatus.ABANDONED, active=None, finished_at=timezone.now()
+    )
+    secrets_forget(run)
+    run_log(run.id, "run abandoned")
+
+
+def runs_sweep(*, worker: str = "") -> list[int]:
+    """Send again the runs that no live worker holds (stale heartbeat, or held by `worker`)."""
+    stale_before = timezone.now() - timedelta(seconds=settings.MIGRATION_HEARTBEAT_STALE)
+    if worker:  # a worker that has just started holds nothing: what it held is orphaned
+        MigrationRun.objects.filter(status__in=ACTIVE_STATUSES, worker=worker).update(
+            heartbeat_at=None
+        )
+    orphaned = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before)
+    run_ids = list(
+        MigrationRun.objects.filter(status__in=ACTIVE_STATUSES)
+        .filter(orphaned)
+        .values_list("id", flat=True)
+    )
+    for run_id in run_ids:
+        run_log(run_id, "picked up again: no live worker held it")
+        _dispatch(run_id)
+    return run_ids
+
+
+def operations_flag_stalled() -> int:
+    """Mark running operations whose progress has not moved for too long as stalled."""
+    still_since = timezone.now() - timedelta(seconds=settings.MIGRATION_STALL_SECONDS)
+    stalled = OperationState.objects.filter(
+        status=OperationStatus.RUNNING, stalled=False, moved_at__lt=still_since
+    )
+    count = 0
+    for state in stalled:
+        hint = OPERATION_BY_NAME[state.name].stall_hint
+        OperationState.objects.filter(id=state.id).update(stalled=True, message=hint[:300])
+        run_log(state.run_id, f"{state.label}: no progress for a while. {hint}")
+        count += 1
+    return count

@@ -1,0 +1,135 @@
+"""`manage.py migrate_from SOURCE_ADDRESS`: the whole migration from the command line.
+
+Prints the plan; with --yes runs it on this system's Celery workers (or in this process with
+--here), showing one progress bar per operation, and writes the report. Exit status 0 only when
+the run completed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from migrations_engine import executor
+from migrations_engine.models import MigrationRun, OperationStatus, RunStatus
+from migrations_engine.peer_client import PeerError
+from migrations_engine.report import report_html
+from migrations_engine.services import PreparationError, run_prepare
+
+BAR_WIDTH = 30
+
+
+class Command(BaseCommand):
+    help = "Migrate everything from SOURCE_ADDRESS to this system (prints the plan without --yes)."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("source_address")
+        parser.add_argument("--port", type=int, default=443)
+        parser.add_argument("--password-file", help="file holding the source's Admin User password")
+        parser.add_argument(
+            "--confirm-fingerprint", required=True, help="the source certificate's SHA-256"
+        )
+        parser.add_argument("--swap", action="store_true", help="Swap Configuration")
+        parser.add_argument("--migrate-licence", action="store_true", help="Migrate License")
+        parser.add_argument("--copy-logs", action="store_true", help="Copy User Traffic Logs")
+        parser.add_argument("--tables", help="comma-separated tables to copy (default: all)")
+        parser.add_argument("--yes", action="store_true", help="run it (it cannot be undone)")
+        parser.add_argument(
+            "--here", action="store_true", help="run in this process, not on a worker"
+        )
+        parser.add_argument("--report", help="where to write the report (JSON; HTML beside it)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        password = self._password(options["password_file"])
+        try:
+            run = run_prepare(
+                address=options["source_address"],
+                port=options["port"],
+                password=password,
+                fingerprint=options["confirm_fingerprint"],
+                swap_configuration=options["swap"],
+                migrate_licence=options["migrate_licence"],
+                copy_traffic_logs=options["copy_logs"],
+                tables=options["tables"].split(",") if options["tables"] else None,
+            )
+        except (PreparationError, PeerError) as error:
+            raise CommandError(str(error)) from None
+        self._print_plan(run)
+        if not options["yes"]:
+            executor.run_abandon(run)
+            self.stdout.write("Nothing was changed. Add --yes to run this plan.")
+            return
+        try:
+            executor.run_start(run)
+        except executor.RunRefused as error:
+            raise CommandError(str(error)) from None
+        if options["here"]:
+            executor.run_execute(run.id, worker=f"migrate_from-{os.getpid()}")
+        self._follow(run)
+        run.refresh_from_db()
+        self._write_report(run, options["report"])
+        if run.status != RunStatus.SUCCEEDED:
+            raise CommandError(f"The migration failed: {run.error}\nWhat to do: {run.fix}")
+        self.stdout.write(
+            self.style.SUCCESS("Congratulations! Migration was successfully completed")
+        )
+
+    def _password(self, path: str | None) -> str:
+        if path:
+            return Path(path).read_text().strip()
+        password = os.environ.get("SOURCE_ADMIN_PASSWORD", "")
+        if not password:
+            raise CommandError("Give the source's Admin User password with --password-file.")
+        return password
+
+    def _print_plan(self, run: MigrationRun) -> None:
+        info = run.source_info
+        self.stdout.write(
+            f"Source: {info['host_name']}.{info['domain_name']} ({run.source_address}), "
+            f"{info['server_role_label']}, version {info['software_version']}"
+        )
+        self.stdout.write("Plan:")
+        for index, row in enumerate(run.plan, start=1):
+            mark = "runs   " if row["runs"] else "skipped"
+            self.stdout.write(f"  {index:2}. [{mark}] {row['label']} ({row['reason']})")
+
+    def _follow(self, run: MigrationRun) -> None:
+        """Redraw one progress bar per operation until the run ends."""
+        drawn = 0
+        while True:
+            run.refresh_from_db()
+            lines = [self._line(state) for state in run.operations.order_by("position")]
+            if drawn and sys.stdout.isatty():
+                self.stdout.write(f"\x1b[{drawn}F", ending="")
+            if sys.stdout.isatty() or run.is_finished:
+                self.stdout.write("\n".join(lines))
+                drawn = len(lines)
+            if run.is_finished:
+                return
+            time.sleep(1)
+
+    @staticmethod
+    def _line(state: Any) -> str:
+        filled = int(state.fraction * BAR_WIDTH)
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        running = state.status == OperationStatus.RUNNING
+        eta = f" ETA {state.eta_seconds:.0f}s" if running and state.eta_seconds else ""
+        status = state.get_status_display()
+        line = f"[{bar}] {state.fraction * 100:5.1f}% {state.label} ({status}){eta}"
+        return line + ("\x1b[K" if sys.stdout.isatty() else "")
+
+    def _write_report(self, run: MigrationRun, path: str | None) -> None:
+        target = Path(path or f"migration-{run.id}-report.json")
+        target.write_text(
+            json.dumps(run.report or {"status": run.status, "error": run.error}, indent=2)
+        )
+        if run.report:
+            target.with_suffix(".html").write_text(report_html(run))
+        self.stdout.write(f"Report: {target}")

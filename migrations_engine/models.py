@@ -1,0 +1,140 @@
+"""A migration run and its operations, as rows in the current system's control database.
+
+The run's row is the single truth about a migration: the wizard's pages, the command line and the
+workers all read and write it, so a closed browser or a restarted worker loses nothing.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    """Where a run stands."""
+
+    DRAFT = "draft", "Being prepared"
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Completed"
+    FAILED = "failed", "Failed"
+    ABANDONED = "abandoned", "Abandoned"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class MigrationRun(models.Model):
+    """One migration from a source to this system: its source, options, plan, state and report."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    source_address = models.GenericIPAddressField(null=True, blank=True)
+    source_port = models.PositiveIntegerField(default=443)
+    source_certificate = models.TextField(blank=True, help_text="the pinned certificate (PEM)")
+    source_fingerprint = models.CharField(max_length=100, blank=True)
+    source_info = models.JSONField(default=dict, blank=True)
+
+    swap_configuration = models.BooleanField(default=False)
+    migrate_licence = models.BooleanField(default=False)
+    copy_traffic_logs = models.BooleanField(default=False)
+    tables = models.JSONField(null=True, blank=True, help_text="null: every table")
+
+    plan = models.JSONField(default=list, blank=True)
+    plan_version = models.PositiveIntegerField(default=0)
+
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.DRAFT)
+    active = models.BooleanField(
+        null=True, unique=True, editable=False, help_text="True while queued or running"
+    )
+    current_operation = models.CharField(max_length=40, blank=True)
+    error = models.TextField(blank=True)
+    fix = models.TextField(blank=True)
+
+    fence = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=190, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    log = models.TextField(blank=True)
+    report = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"run {self.pk} from {self.source_address or '?'} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ABANDONED)
+
+
+class OperationStatus(models.TextChoices):
+    """Where one operation of a run stands."""
+
+    PENDING = "pending", "Waiting"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Done"
+    FAILED = "failed", "Failed"
+    UNDONE = "undone", "Undone"
+
+
+class OperationState(models.Model):
+    """One operation of a run: its progress, figures, ETA, result and what undo needs."""
+
+    run = models.ForeignKey(MigrationRun, related_name="operations", on_delete=models.CASCADE)
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=40)
+    label = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=10, choices=OperationStatus.choices, default=OperationStatus.PENDING
+    )
+    fraction = models.FloatField(default=0.0)
+    figures = models.JSONField(default=dict, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    message = models.CharField(max_length=300, blank=True)
+    stalled = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    moved_at = models.DateTimeField(null=True, blank=True, help_text="last time progress moved")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    fix = models.TextField(blank=True)
+    memory = models.JSONField(
+        default=dict, blank=True, help_text="what the operation recorded to resume and undo"
+    )
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["run", "position"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["run", "name"], name="operation_once_per_run")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} of run {self.run_id} ({self.status})"
+
+
+class RunSecret(models.Model):
+    """A secret a run needs for a while (admin password, issued credentials), encrypted.
+
+    Encrypted with a key derived from the app's secret key, valid for a limited time, and
+    deleted when the run ends.
+    """
+
+    run = models.ForeignKey(MigrationRun, related_name="secrets", on_delete=models.CASCADE)
+    name = models.CharField(max_length=40)
+    token = models.TextField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["run", "name"], name="secret_once_per_run")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} of run {self.run_id}"

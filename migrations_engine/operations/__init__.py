@@ -1,0 +1,27 @@
+"""The operations of Execution, in the order they run (PRODUCT.md section 5)."""
+
+from migrations_engine.operations.base import Operation
+from migrations_engine.operations.data_ops import CopyData, CopyDataAndActivateReplica
+from migrations_engine.operations.licence_ops import MigrateLicence
+from migrations_engine.operations.settings_ops import CopySettings, ModifySourceConfiguration
+from migrations_engine.operations.source_ops import (
+    DeactivateReplica,
+    FinalOperations,
+    PlaceSourceUnderMaintenance,
+)
+from migrations_engine.operations.system_ops import RestartServices, UpdateCertificates
+
+OPERATIONS: list[Operation] = [
+    CopySettings(),
+    PlaceSourceUnderMaintenance(),
+    DeactivateReplica(),
+    CopyData(),
+    MigrateLicence(),
+    ModifySourceConfiguration(),
+    CopyDataAndActivateReplica(),
+    UpdateCertificates(),
+    RestartServices(),
+    FinalOperations(),
+]
+
+OPERATION_BY_NAME = {operation.name: operation for operation in OPERATIONS}

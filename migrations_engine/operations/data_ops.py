@@ -1,0 +1,212 @@
+"""Operations on the data database: copy it from the source (and, HA, replicate until caught up)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pymysql
+from django.conf import settings
+
+from config.env import MySQLURL
+from migrations_engine.context import Progress, RunContext
+from migrations_engine.datacopy import CopyError, ProgressEvent, copy_database
+from migrations_engine.datacopy.upgrade import upgrade_data_schema
+from migrations_engine.operations.base import Operation, OperationFailed
+from migrations_engine.plan import PlanFacts
+
+REPLICA_NAME = "migration"
+COPY_SHARE = 0.9
+"""Part of the operation's bar the copy takes; the schema upgrade (and replica) the rest."""
+
+
+def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
+    """Copy the source's data database here, verified, then upgrade its schema to ours."""
+    source, target = context.source_database(), context.target_database()
+    resume = bool(context.memory.get("copy_started"))
+    context.remember(copy_started=True)
+    context.log(
+        f"copying {source.redacted()} to {target.redacted()}" + (" (resumed)" if resume else "")
+    )
+
+    def on_progress(event: ProgressEvent) -> None:
+        figures = {
+            "rows": event.rows,
+            "rows_total": event.rows_total,
+            "bytes": event.bytes,
+            "tables_done": event.tables_done,
+            "tables_total": event.tables_total,
+            "rows_per_second": round(event.rows_per_second),
+        }
+        progress.update(
+            event.fraction * COPY_SHARE,
+            figures=figures,
+            eta_seconds=event.eta_seconds,
+            message=f"table {event.table}" if event.table else event.phase,
+        )
+
+    try:
+        result = copy_database(
+            source,
+            target,
+            tables=context.run.tables,
+            resume=resume,
+            progress=on_progress,
+            workers=settings.MIGRATION_COPY_WORKERS,
+        )
+    except CopyError as error:
+        raise OperationFailed(
+            str(error), "Fix the cause, then Resume: the copy continues where it stopped."
+        ) from error
+    context.log(f"copied {result.rows} rows in {len(result.tables)} tables, verified")
+    progress.update(COPY_SHARE, message="upgrading the data schema", force=True)
+    steps = upgrade_data_schema()
+    for step in steps:
+        context.log(f"data schema upgraded to {step.version} ({step.migration})")
+    return {
+        "tables": {
+            name: {"rows": table.rows, "checksum": table.checksum}
+            for name, table in sorted(result.tables.items())
+        },
+        "views": result.views,
+        "triggers": result.triggers,
+        "routines": result.routines,
+        "rows": result.rows,
+        "bytes": result.bytes,
+        "seconds": round(result.seconds, 2),
+        "resumed": resume,
+        "schema_upgrades": [f"{step.version} ({step.migration})" for step in steps],
+    }
+
+
+class CopyData(Operation):
+    """4. Not HA: copy the data database over port 3306, verified by checksums."""
+
+    name = "copy_data"
+    label = "Copies data"
+    weight = 20
+    stall_hint = "The source's database does not answer, or a table on it is locked."
+
+    def applies(self, facts: PlanFacts) -> tuple[bool, str]:
+        if facts.source_is_ha:
+            return False, "the source is in high availability: its data is copied with the replica"
+        return True, "the source is standalone"
+
+    def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
+        return copy_and_upgrade(context, progress)
+
+
+def _connect(url: MySQLURL) -> pymysql.connections.Connection:
+    return pymysql.connect(
+        host=url.host, port=url.port, user=url.user, password=url.password, autocommit=True
+    )
+
+
+def _binlog_position(source: MySQLURL) -> tuple[str, int]:
+    with _connect(source) as connection, connection.cursor() as cursor:
+        cursor.execute("SHOW MASTER STATUS")
+        row = cursor.fetchone()
+    if not row:
+        raise OperationFailed(
+            "The source's database server writes no binary log, so it cannot be replicated.",
+            "Turn on log_bin on the source's MariaDB (its HA replication needs it anyway).",
+        )
+    return str(row[0]), int(row[1])
+
+
+def _replica_status(target: pymysql.connections.Connection) -> dict[str, Any]:
+    with target.cursor(pymysql.cursors.DictCursor) as cursor:
+        cursor.execute(f"SHOW SLAVE '{REPLICA_NAME}' STATUS")
+        return dict(cursor.fetchone() or {})
+
+
+class CopyDataAndActivateReplica(Operation):
+    """7. HA only: copy the data, then replicate from the source's binlog until caught up."""
+
+    name = "copy_data_and_replica"
+    label = "Copies data and activates replica"
+    weight = 22
+    stall_hint = "The replica is not catching up: check the source's binary log and port 3306."
+
+    def applies(self, facts: PlanFacts) -> tuple[bool, str]:
+        if facts.source_is_ha:
+            return True, "the source is in high availability"
+        return False, "the source is standalone: its data is copied by Copies data"
+
+    def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
+        source = context.source_database()
+        if "binlog" not in context.memory:
+            context.remember(binlog=list(_binlog_position(source)))
+        result = copy_and_upgrade(context, progress)
+        file, position = context.memory["binlog"]
+        result["replica"] = self._replicate(context, progress, source, file, int(position))
+        return result
+
+    def _replicate(
+        self, context: RunContext, progress: Progress, source: MySQLURL, file: str, position: int
+    ) -> dict[str, Any]:
+        target = context.target_database()
+        with _connect(target) as connection, connection.cursor() as cursor:
+            _without_replica_error(cursor, f"STOP SLAVE '{REPLICA_NAME}'")
+            cursor.execute(
+                f"CHANGE MASTER '{REPLICA_NAME}' TO MASTER_HOST=%s, MASTER_PORT=%s, "
+                "MASTER_USER=%s, MASTER_PASSWORD=%s, MASTER_LOG_FILE=%s, MASTER_LOG_POS=%s",
+                [source.host, source.port, source.user, source.password, file, position],
+            )
+            cursor.execute(
+                f"SET GLOBAL {REPLICA_NAME}.replicate_rewrite_db = %s",
+                [f"{source.database}->{target.database}"],
+            )
+            cursor.execute(f"SET GLOBAL {REPLICA_NAME}.replicate_do_db = %s", [target.database])
+            cursor.execute(f"START SLAVE '{REPLICA_NAME}'")
+            context.log(f"replicating from {source.host}:{source.port} at {file}:{position}")
+            caught_up = self._wait_caught_up(connection, source, progress)
+        return {"from": f"{file}:{position}", "caught_up_at": caught_up}
+
+    def _wait_caught_up(
+        self, connection: pymysql.connections.Connection, source: MySQLURL, progress: Progress
+    ) -> str:
+        deadline = time.monotonic() + settings.MIGRATION_REPLICA_TIMEOUT
+        while time.monotonic() < deadline:
+            goal_file, goal_position = _binlog_position(source)
+            status = _replica_status(connection)
+            problem = status.get("Last_Error") or status.get("Last_IO_Error")
+            if problem:
+                raise OperationFailed(
+                    f"Replication stopped: {problem}",
+                    "Check that port 3306 of the source is open and its binary log is complete.",
+                )
+            done = (
+                status.get("Relay_Master_Log_File") == goal_file
+                and int(status.get("Exec_Master_Log_Pos") or 0) >= goal_position
+            )
+            if done and status.get("Slave_SQL_Running") == "Yes":
+                return f"{goal_file}:{goal_position}"
+            progress.update(COPY_SHARE + 0.05, message="replica catching up with the source")
+            time.sleep(1)
+        raise OperationFailed(
+            "The replica did not catch up with the source in time.",
+            "Check the source's load and network, then Resume.",
+        )
+
+    def undo(self, context: RunContext) -> None:
+        replica_stop(context.target_database())
+
+
+def replica_stop(target: MySQLURL) -> None:
+    """Stop and forget this system's replica of the source (no error when there is none)."""
+    with _connect(target) as connection, connection.cursor() as cursor:
+        _without_replica_error(cursor, f"STOP SLAVE '{REPLICA_NAME}'")
+        _without_replica_error(cursor, f"RESET SLAVE '{REPLICA_NAME}' ALL")
+
+
+NO_SUCH_REPLICA = 1617
+
+
+def _without_replica_error(cursor: Any, statement: str) -> None:
+    """Run a replica statement; 'there is no such replica' is fine."""
+    try:
+        cursor.execute(statement)
+    except pymysql.err.OperationalError as error:
+        if error.args[0] != NO_SUCH_REPLICA:
+            raise

@@ -1,0 +1,57 @@
+"""The plan of a migration: which operations run, in what order, and why the others do not.
+
+The facts it needs are the source's info (HA or not, licence) and the administrator's options;
+each operation decides for itself through `applies(facts)`, so the rules live with the work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PlanFacts:
+    """What decides the plan: the source's nature and the chosen options."""
+
+    source_is_ha: bool
+    swap_configuration: bool = False
+    migrate_licence: bool = False
+    copy_traffic_logs: bool = False
+    tables: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PlannedOperation:
+    """One row of the plan: an operation, whether it runs, and the reason."""
+
+    name: str
+    label: str
+    runs: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_build(facts: PlanFacts) -> list[PlannedOperation]:
+    """Every operation in execution order, each saying whether it runs for these facts and why."""
+    from migrations_engine.operations import OPERATIONS
+
+    rows = []
+    for operation in OPERATIONS:
+        runs, reason = operation.applies(facts)
+        rows.append(PlannedOperation(operation.name, operation.label, runs, reason))
+    return rows
+
+
+def licence_migration_refusal(*, target_licence_state: str, source_info: dict[str, Any]) -> str:
+    """Why the licence cannot be migrated ('' when it can): the seed's two conditions."""
+    if target_licence_state == "active":
+        return "This system already has a licence."
+    licence = source_info.get("licence") or {}
+    if licence.get("state") != "active":
+        return "The source has no active licence."
+    if not licence.get("has_active_maintenance"):
+        return "The source's maintenance contract is not active."
+    return ""

@@ -1,0 +1,67 @@
+"""The migration report: what each operation did, per-table rows and checksums, durations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from appliance import services
+from migrations_engine.models import MigrationRun
+
+
+def _seconds(start: Any, end: Any) -> float | None:
+    return round((end - start).total_seconds(), 1) if start and end else None
+
+
+def report_build(run: MigrationRun) -> dict[str, Any]:
+    """The report of a run as plain data (stored on the run, served as JSON and HTML)."""
+    operations = [
+        {
+            "name": state.name,
+            "label": state.label,
+            "status": state.status,
+            "attempts": state.attempts,
+            "seconds": _seconds(state.started_at, state.finished_at),
+            "result": state.result,
+            "error": state.error,
+        }
+        for state in run.operations.order_by("position")
+    ]
+    skipped = [
+        {"label": row["label"], "reason": row["reason"]} for row in run.plan if not row["runs"]
+    ]
+    licence = services.licence_get()
+    info = run.source_info
+    return {
+        "run": run.id,
+        "status": run.status,
+        "source": {
+            "address": run.source_address,
+            "host_name": info.get("host_name"),
+            "domain_name": info.get("domain_name"),
+            "server_role": info.get("server_role_label"),
+            "software_version": info.get("software_version"),
+            "certificate_fingerprint": run.source_fingerprint,
+        },
+        "current_system": services.identity_get(),
+        "options": {
+            "swap_configuration": run.swap_configuration,
+            "migrate_licence": run.migrate_licence,
+            "copy_traffic_logs": run.copy_traffic_logs,
+            "tables": run.tables or "all",
+        },
+        "operations": operations,
+        "not_run": skipped,
+        "licence": {"guid": licence.guid, "state": licence.state},
+        "certificate_fingerprint": services.tls_fingerprint(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": timezone.now().isoformat(),
+        "seconds": _seconds(run.started_at, timezone.now()),
+    }
+
+
+def report_html(run: MigrationRun) -> str:
+    """The report as a readable, self-contained HTML page."""
+    return render_to_string("migrations_engine/report.html", {"run": run, "report": run.report})
