@@ -25,6 +25,13 @@ class MariaDBServer:
     host: str = "127.0.0.2"
     port: int = 3306
     server_id: int = 2
+    options: tuple[str, ...] = (
+        "--log-bin=binlog",
+        "--binlog-format=ROW",
+        "--innodb-buffer-pool-size=256M",
+        "--innodb-log-file-size=256M",
+    )
+    """Server options besides the ones every instance needs (address, files, id)."""
 
     @property
     def socket(self) -> Path:
@@ -57,7 +64,7 @@ class MariaDBServer:
     def answers(self) -> bool:
         try:
             self.connect().close()
-        except pymysql.err.OperationalError:
+        except pymysql.OperationalError:
             return False
         return True
 
@@ -95,10 +102,7 @@ class MariaDBServer:
             f"--bind-address={self.host}",
             f"--port={self.port}",
             f"--server-id={self.server_id}",
-            "--log-bin=binlog",
-            "--binlog-format=ROW",
-            "--innodb-buffer-pool-size=256M",
-            "--innodb-log-file-size=256M",
+            *self.options,
             "--max-allowed-packet=256M",
             "--local-infile=1",
             "--skip-name-resolve",
@@ -120,7 +124,7 @@ class MariaDBServer:
         """Let root in over TCP without a password (the server only listens on loopback)."""
         try:
             connection = pymysql.connect(unix_socket=str(self.socket), user="root", autocommit=True)
-        except pymysql.err.OperationalError:
+        except pymysql.OperationalError:
             return False
         with connection, connection.cursor() as cursor:
             cursor.execute("CREATE USER IF NOT EXISTS 'root'@'%'")
@@ -136,23 +140,36 @@ class MariaDBServer:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
-        os.kill(pid, signal.SIGKILL)
+        if not self._wait_gone(pid, timeout):
+            os.kill(pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """Stop the server the hard way (SIGKILL), as a crash or a pulled cable would."""
         pid = self._pid()
-        if pid is not None:
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        self._wait_gone(pid, 10)
+
+    @staticmethod
+    def _wait_gone(pid: int, timeout: float) -> bool:
+        """Wait until the process has ended (reaping it when this process started it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             try:
-                os.kill(pid, signal.SIGKILL)
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return True
+            except ChildProcessError:
+                pass  # not our child: probing below tells
+            try:
+                os.kill(pid, 0)
             except ProcessLookupError:
-                pass
+                return True
+            time.sleep(0.1)
+        return False
 
     def _pid(self) -> int | None:
         try:

@@ -1,0 +1,139 @@
+"""Progress of a copy as small events, throttled so that persisting them stays cheap.
+
+Totals start as the source server's estimates and become exact as tables complete; the rate is
+measured over the copy so far and the ETA comes from it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+DEFAULT_INTERVAL = 0.5
+"""Seconds between two events, except for the ones that mark a table's or the copy's end."""
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Where the copy stands, for one table and overall."""
+
+    phase: str
+    table: str
+    table_rows: int
+    table_rows_total: int
+    table_done: bool
+    rows: int
+    rows_total: int
+    bytes: int
+    chunks: int
+    chunks_total: int
+    tables_done: int
+    tables_total: int
+    rows_per_second: float
+    bytes_per_second: float
+    eta_seconds: float | None
+
+    @property
+    def fraction(self) -> float:
+        """How much of the copy is done, from 0 to 1."""
+        if self.chunks_total == 0:
+            return 1.0
+        return min(1.0, self.chunks / self.chunks_total)
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class _TableCount:
+    rows: int = 0
+    rows_total: int = 0
+    chunks: int = 0
+    chunks_total: int = 0
+
+
+@dataclass
+class ProgressTracker:
+    """Adds up finished chunks and calls the callback at most every `interval` seconds."""
+
+    callback: ProgressCallback | None
+    interval: float = DEFAULT_INTERVAL
+    tables: dict[str, _TableCount] = field(default_factory=dict)
+    rows: int = 0
+    bytes: int = 0
+    chunks: int = 0
+    tables_done: int = 0
+    phase: str = "copying"
+    _started: float = field(default_factory=time.monotonic)
+    _copied_rows: int = 0
+    _copied_bytes: int = 0
+    _last_sent: float = 0.0
+
+    def add_table(self, name: str, rows_total: int, chunks_total: int) -> None:
+        """Announce a table to copy, with its estimated rows and its number of chunks."""
+        self.tables[name] = _TableCount(rows_total=rows_total, chunks_total=chunks_total)
+
+    def chunk_done(self, table: str, rows: int, size: int, *, copied_now: bool = True) -> None:
+        """Count a chunk; `copied_now` is False for chunks an earlier run already copied."""
+        count = self.tables[table]
+        count.rows += rows
+        count.chunks += 1
+        self.rows += rows
+        self.bytes += size
+        self.chunks += 1
+        if copied_now:
+            self._copied_rows += rows
+            self._copied_bytes += size
+        table_done = count.chunks == count.chunks_total
+        if table_done:
+            count.rows_total = count.rows
+        self._send(table, force=table_done)
+
+    def table_finished(self, table: str) -> None:
+        """A table has its indexes and counters: it is complete."""
+        self.tables_done += 1
+        self._send(table, force=True)
+
+    def set_phase(self, phase: str) -> None:
+        """Enter a new phase (copying, finishing, objects, done) and say so at once."""
+        self.phase = phase
+        self._send("", force=True)
+
+    def _send(self, table: str, *, force: bool) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_sent < self.interval:
+            return
+        self._last_sent = now
+        self.callback(self.event(table, now))
+
+    def event(self, table: str, now: float | None = None) -> ProgressEvent:
+        """The event describing the copy right now."""
+        elapsed = max(1e-6, (now or time.monotonic()) - self._started)
+        rows_rate = self._copied_rows / elapsed
+        rows_total = sum(count.rows_total for count in self.tables.values())
+        rows_total = max(rows_total, self.rows)
+        remaining = rows_total - self.rows
+        count = self.tables.get(table, _TableCount())
+        eta = remaining / rows_rate if rows_rate > 0 else None
+        if self.phase == "done":
+            eta = 0.0
+        return ProgressEvent(
+            phase=self.phase,
+            table=table,
+            table_rows=count.rows,
+            table_rows_total=max(count.rows_total, count.rows),
+            table_done=count.chunks_total > 0 and count.chunks == count.chunks_total,
+            rows=self.rows,
+            rows_total=rows_total,
+            bytes=self.bytes,
+            chunks=self.chunks,
+            chunks_total=sum(count.chunks_total for count in self.tables.values()),
+            tables_done=self.tables_done,
+            tables_total=len(self.tables),
+            rows_per_second=rows_rate,
+            bytes_per_second=self._copied_bytes / elapsed,
+            eta_seconds=eta,
+        )
