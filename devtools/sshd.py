@@ -97,8 +97,13 @@ class SSHServer:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5) -> None:
+        """Stop sshd and wait until its port is closed, so that a new start begins afresh."""
         try:
             os.kill(int(self.pid_file.read_text()), signal.SIGTERM)
         except (FileNotFoundError, ValueError, ProcessLookupError):
             pass
+        deadline = time.monotonic() + timeout
+        while self.answers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)

@@ -1,0 +1,7 @@
+"""Remote access to the source over SSH: trust, SFTP copies, commands and reboots.
+
+- `session.ssh_session`: a run's key pair, authorised through the peer API, the host key pinned,
+  revoked at the end.
+- `tree.copy_tree` / `tree.copy_file`: resumable, SHA-256 checked SFTP copies.
+- `commands.run_command`, `reboot.reboot_and_wait`: remote commands with time limits.
+"""

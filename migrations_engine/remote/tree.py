@@ -1,0 +1,269 @@
+"""Copy a directory tree (the traffic logs) or single files (a certificate and key) from the source.
+
+Only files the current system lacks or that differ are transferred: same size and modification
+time counts as identical; same size with another time is settled by comparing SHA-256 hashes.
+Each file goes through `transfer.file_fetch` (temporary name, hash check, rename). The result
+lists what was copied, what was skipped as identical and what was not copied, with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+from migrations_engine.remote.connection import MAX_PACKET_SIZE, WINDOW_SIZE
+from migrations_engine.remote.errors import ConnectionLost, CopyFailed, RemoteError
+from migrations_engine.remote.hashing import local_sha256, remote_sha256
+from migrations_engine.remote.progress import ProgressCallback, ProgressMeter
+from migrations_engine.remote.transfer import (
+    CONNECTION_ERRORS,
+    FileNotCopied,
+    RemoteFile,
+    file_fetch,
+    partial_path,
+)
+
+
+@dataclass(frozen=True)
+class NotCopied:
+    """A file that was not copied, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class CopyResult:
+    """What a copy did, by path relative to the copied directory."""
+
+    copied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    not_copied: list[NotCopied] = field(default_factory=list)
+    bytes_transferred: int = 0
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.not_copied
+
+
+def sftp_open(client: paramiko.SSHClient) -> paramiko.SFTPClient:
+    """An SFTP session with a large window, for bulk reads."""
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise RemoteError("The SSH connection to the source is closed.")
+    sftp = paramiko.SFTPClient.from_transport(
+        transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE
+    )
+    if sftp is None:
+        raise RemoteError("The source refused to open an SFTP session.")
+    return sftp
+
+
+def _remote_file(path: str, relative: str, attributes: paramiko.SFTPAttributes) -> RemoteFile:
+    return RemoteFile(
+        path=path,
+        relative=relative,
+        size=attributes.st_size or 0,
+        mtime=attributes.st_mtime or 0,
+        atime=attributes.st_atime or attributes.st_mtime or 0,
+        mode=stat.S_IMODE(attributes.st_mode or 0o600),
+    )
+
+
+def remote_tree(
+    sftp: paramiko.SFTPClient, root: str, relative: str = ""
+) -> tuple[list[RemoteFile], list[NotCopied]]:
+    """Every regular file under `root` on the source, and what is not a regular file."""
+    files: list[RemoteFile] = []
+    others: list[NotCopied] = []
+    directory = posixpath.join(root, relative) if relative else root
+    for entry in sorted(sftp.listdir_attr(directory), key=lambda item: item.filename):
+        name = posixpath.join(relative, entry.filename) if relative else entry.filename
+        mode = entry.st_mode or 0
+        if stat.S_ISDIR(mode):
+            more_files, more_others = remote_tree(sftp, root, name)
+            files += more_files
+            others += more_others
+        elif stat.S_ISREG(mode):
+            files.append(_remote_file(posixpath.join(root, name), name, entry))
+        else:
+            others.append(NotCopied(name, "not a regular file (link, device or socket)"))
+    return files, others
+
+
+def is_identical(client: paramiko.SSHClient, source: RemoteFile, target: Path) -> bool:
+    """Same size and time, or same size and same SHA-256 (then the time is set right)."""
+    try:
+        local = target.stat()
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(local.st_mode) or local.st_size != source.size:
+        return False
+    if int(local.st_mtime) == source.mtime:
+        return True
+    if local_sha256(target).hexdigest() != remote_sha256(client, source.path, source.size):
+        return False
+    os.utime(target, (source.atime, source.mtime))
+    return True
+
+
+def _partial_size(target: Path) -> int:
+    try:
+        return partial_path(target).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _fsync_directories(directories: set[Path]) -> None:
+    for directory in directories:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _copy_listed(
+    client: paramiko.SSHClient,
+    sftp: paramiko.SFTPClient,
+    files: list[tuple[RemoteFile, Path]],
+    result: CopyResult,
+    *,
+    progress: ProgressCallback | None,
+    interval: float,
+    private: bool,
+) -> None:
+    """Skip the identical files, fetch the others; fills `result`."""
+    todo = []
+    for source, target in files:
+        if is_identical(client, source, target):
+            result.skipped.append(source.relative)
+        else:
+            todo.append((source, target))
+    meter = ProgressMeter(
+        progress,
+        files_total=len(todo),
+        bytes_total=sum(source.size - _partial_size(target) for source, target in todo),
+        interval=interval,
+    )
+    touched: set[Path] = set()
+    for source, target in todo:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            result.bytes_transferred += file_fetch(
+                client, sftp, source, target, meter, private=private
+            )
+            result.copied.append(source.relative)
+            touched.add(target.parent)
+        except FileNotCopied as error:
+            result.not_copied.append(NotCopied(source.relative, str(error)))
+        meter.file_done()
+    _fsync_directories(touched)
+    meter.report()
+
+
+def _stopped(client: paramiko.SSHClient, what: str, error: BaseException) -> CopyFailed:
+    """The error that stops a whole copy, from a failure outside a single file's transfer."""
+    if isinstance(error, CopyFailed):
+        return error
+    transport = client.get_transport()
+    if isinstance(error, CONNECTION_ERRORS) or transport is None or not transport.is_active():
+        return ConnectionLost(
+            f"The SSH connection to the source broke while copying {what} ({error}). "
+            "Run the copy again: it continues where it stopped."
+        )
+    return CopyFailed(f"{what} could not be copied from the source: {error}")
+
+
+def _copy(
+    client: paramiko.SSHClient,
+    what: str,
+    listing: Callable[[paramiko.SFTPClient], tuple[list[tuple[RemoteFile, Path]], list[NotCopied]]],
+    *,
+    progress: ProgressCallback | None,
+    interval: float,
+    private: bool,
+) -> CopyResult:
+    """List, compare and fetch; whatever stops the copy carries the result so far."""
+    result = CopyResult()
+    started = time.monotonic()
+    sftp = sftp_open(client)
+    try:
+        files, others = listing(sftp)
+        result.not_copied += others
+        _copy_listed(
+            client, sftp, files, result, progress=progress, interval=interval, private=private
+        )
+    except (*CONNECTION_ERRORS, OSError, RemoteError) as error:
+        stopped = _stopped(client, what, error)
+        stopped.result = result
+        raise stopped from None
+    finally:
+        sftp.close()
+        result.seconds = time.monotonic() - started
+    return result
+
+
+def copy_tree(
+    client: paramiko.SSHClient,
+    source_dir: str,
+    target_dir: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    progress_interval: float = 0.5,
+    private: bool = False,
+) -> CopyResult:
+    """Copy every regular file under `source_dir` on the source into `target_dir`."""
+
+    def listing(
+        sftp: paramiko.SFTPClient,
+    ) -> tuple[list[tuple[RemoteFile, Path]], list[NotCopied]]:
+        files, others = remote_tree(sftp, source_dir)
+        return [(source, target_dir / source.relative) for source in files], others
+
+    return _copy(
+        client,
+        f"the folder {source_dir}",
+        listing,
+        progress=progress,
+        interval=progress_interval,
+        private=private,
+    )
+
+
+def copy_file(
+    client: paramiko.SSHClient,
+    source_path: str,
+    target_path: Path,
+    *,
+    private: bool = False,
+    progress: ProgressCallback | None = None,
+    progress_interval: float = 0.5,
+) -> CopyResult:
+    """Copy one file; `private` keeps it 0600 (a key), also while it is written."""
+
+    def listing(
+        sftp: paramiko.SFTPClient,
+    ) -> tuple[list[tuple[RemoteFile, Path]], list[NotCopied]]:
+        attributes = sftp.stat(source_path)
+        source = _remote_file(source_path, target_path.name, attributes)
+        if not stat.S_ISREG(attributes.st_mode or 0):
+            return [], [NotCopied(source.relative, "not a regular file")]
+        return [(source, target_path)], []
+
+    return _copy(
+        client,
+        source_path,
+        listing,
+        progress=progress,
+        interval=progress_interval,
+        private=private,
+    )
