@@ -171,9 +171,8 @@ def configuration(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
             services.identity_set(**{key: str(value) for key, value in identity.items()})
         except ValidationError as problem:
             raise BadRequest(f"'identity' is not valid: {problem.messages[0]}") from None
-    migrated_to = body.get("migrated_to")
-    if migrated_to:
-        services.mark_migrated(migrated_to=str(migrated_to))
+    if "migrated_to" in body:
+        services.mark_migrated(migrated_to=str(body["migrated_to"] or ""))
     return JsonResponse(
         {
             "settings": services.settings_export(set(new_settings)),

@@ -153,9 +153,11 @@ def licence_release(*, guid: str, transferred_to: str) -> Licence:
 
 
 def mark_migrated(*, migrated_to: str) -> Node:
-    """Record that this node's duties moved to another system (it stays in maintenance)."""
+    """Record that this node's duties moved to another system ('' takes the mark away)."""
     node = node_get()
-    if node.migrated_at is None:
+    if not migrated_to:
+        node.migrated_at = None
+    elif node.migrated_at is None:
         node.migrated_at = timezone.now()
     node.migrated_to = migrated_to[:190]
     node.save(update_fields=["migrated_at", "migrated_to"])

@@ -174,6 +174,7 @@ MIGRATION_HEARTBEAT_STALE = env_int("MIGRATION_HEARTBEAT_STALE", 30, minimum=5)
 MIGRATION_STALL_SECONDS = env_int("MIGRATION_STALL_SECONDS", 120, minimum=10)
 MIGRATION_SERVICE_TIMEOUT = env_int("MIGRATION_SERVICE_TIMEOUT", 180, minimum=5)
 MIGRATION_REPLICA_TIMEOUT = env_int("MIGRATION_REPLICA_TIMEOUT", 900, minimum=10)
+MIGRATION_REBOOT_LIMIT = env_int("MIGRATION_REBOOT_LIMIT", 600, minimum=10)
 CELERY_BEAT_SCHEDULE = {
     "sweep-migration-runs": {"task": "migrations_engine.tasks.sweep_runs", "schedule": 15.0},
 }

@@ -163,11 +163,14 @@ class PeerClient:
         settings: dict[str, Any],
         *,
         identity: dict[str, str] | None = None,
-        migrated_to: str = "",
+        migrated_to: str | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"settings": settings, "migrated_to": migrated_to}
+        """Replace setting groups; optionally a new identity and the migrated mark ('' clears)."""
+        body: dict[str, Any] = {"settings": settings}
         if identity is not None:
             body["identity"] = identity
+        if migrated_to is not None:
+            body["migrated_to"] = migrated_to
         return dict(self.request("POST", "configuration", body))
 
     def database_account(self, run: str) -> dict[str, Any]:

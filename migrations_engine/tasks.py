@@ -1,4 +1,8 @@
-"""Celery tasks: thin shells that take a run's id and call the executor."""
+"""Celery tasks: thin shells that take a run's id and call the executor.
+
+Workers run with the threads pool: the data copy starts processes of its own, which the
+prefork pool's daemonic children may not.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from migrations_engine.operations.base import Operation
 from migrations_engine.operations.data_ops import CopyData, CopyDataAndActivateReplica
 from migrations_engine.operations.licence_ops import MigrateLicence
+from migrations_engine.operations.remote_ops import CopySyslog, RebootSystems
 from migrations_engine.operations.settings_ops import CopySettings, ModifySourceConfiguration
 from migrations_engine.operations.source_ops import (
     DeactivateReplica,
@@ -18,9 +19,11 @@ OPERATIONS: list[Operation] = [
     CopyData(),
     MigrateLicence(),
     ModifySourceConfiguration(),
+    RebootSystems(),
     CopyDataAndActivateReplica(),
     UpdateCertificates(),
     RestartServices(),
+    CopySyslog(),
     FinalOperations(),
 ]
 

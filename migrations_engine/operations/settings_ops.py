@@ -76,5 +76,6 @@ class ModifySourceConfiguration(Operation):
                 "configuration",
                 context.memory["source_previous"],
                 identity=context.memory["source_identity"],
+                migrated_to="",
             )
             context.log("the source's previous settings are back")

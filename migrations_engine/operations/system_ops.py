@@ -45,7 +45,8 @@ def run_local_command(command: str, context: RunContext, timeout: float = COMMAN
 
 
 class UpdateCertificates(Operation):
-    """8. Install a certificate matching this system's (new) identity; the old one is kept."""
+    """8. Install the certificate of this system's (new) identity: with a swap the source's own
+    certificate and key (over SFTP), otherwise a fresh one for this system's name."""
 
     name = "update_certificates"
     label = "Updates the certificates"
@@ -59,11 +60,39 @@ class UpdateCertificates(Operation):
             shutil.copy2(key, backup / key.name)
             context.remember(backup=str(backup))
         node = services.node_get()
+        if context.run.swap_configuration:
+            self._copy_source_certificate(context, cert, key)
+            fingerprint = services.tls_fingerprint()
+            context.log(f"installed the source's certificate: {fingerprint}")
+            return {"certificate_for": node.fqdn, "fingerprint": fingerprint, "from": "source"}
         fingerprint = self_signed_certificate(
             cert_path=cert, key_path=key, common_name=node.fqdn, addresses=[node.ip_address]
         )
         context.log(f"new certificate for {node.fqdn}: {fingerprint}")
-        return {"certificate_for": node.fqdn, "fingerprint": fingerprint}
+        return {"certificate_for": node.fqdn, "fingerprint": fingerprint, "from": "new"}
+
+    @staticmethod
+    def _copy_source_certificate(context: RunContext, cert: Path, key: Path) -> None:
+        from migrations_engine.operations.remote_ops import remote_failure, run_ref
+        from migrations_engine.remote.errors import RemoteError
+        from migrations_engine.remote.session import ssh_session
+        from migrations_engine.remote.tree import copy_file
+
+        files = context.run.source_info.get("certificate_files") or {}
+        try:
+            with ssh_session(context.peer(), run_ref(context)) as session:
+                for remote, local, private in (
+                    (files["certificate"], cert, False),
+                    (files["key"], key, True),
+                ):
+                    copied = copy_file(session.client, remote, local, private=private)
+                    if not copied.complete:
+                        raise OperationFailed(
+                            f"The source's {local.name} could not be copied: "
+                            f"{copied.not_copied[0].reason}"
+                        )
+        except RemoteError as error:
+            raise remote_failure(error) from error
 
     def undo(self, context: RunContext) -> None:
         if "backup" in context.memory:

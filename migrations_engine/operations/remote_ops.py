@@ -1,0 +1,149 @@
+"""Operations that reach the source over SSH: reboots (swap) and the traffic-log copy.
+
+Each opens its own SSH session: a key made for the run, authorised through the peer API with
+the host key pinned, and revoked when the operation ends, whatever happens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from migrations_engine.context import Progress, RunContext
+from migrations_engine.operations.base import Operation, OperationFailed
+from migrations_engine.operations.system_ops import (
+    run_local_command,
+    wait_until_web_answers,
+)
+from migrations_engine.plan import PlanFacts
+from migrations_engine.remote.errors import RemoteError
+from migrations_engine.remote.progress import CopyProgress
+from migrations_engine.remote.reboot import reboot_and_wait
+from migrations_engine.remote.session import ssh_session
+from migrations_engine.remote.tree import copy_tree
+
+
+def run_ref(context: RunContext) -> str:
+    """How the source knows this run's credentials."""
+    return f"run-{context.run.id}"
+
+
+def remote_failure(error: RemoteError) -> OperationFailed:
+    return OperationFailed(
+        str(error),
+        "Check that port 22 of the source is open and its SSH service runs, then Resume.",
+    )
+
+
+class RebootSystems(Operation):
+    """6. Swap only: reboot the source, then this system; the run goes on after each is back."""
+
+    name = "reboot_systems"
+    label = "Reboots the current and source system"
+    weight = 3
+    stall_hint = "A system has not come back from its reboot yet."
+
+    def applies(self, facts: PlanFacts) -> tuple[bool, str]:
+        if facts.swap_configuration:
+            return True, "Swap Configuration is on"
+        return False, "Swap Configuration is off: no reboot is needed"
+
+    def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        if not context.memory.get("source_rebooted"):
+            result["source_seconds"] = self._reboot_source(context, progress)
+            context.remember(source_rebooted=True)
+        progress.update(0.5, message="rebooting this system", force=True)
+        if not context.memory.get("local_reboot_requested"):
+            context.remember(local_reboot_requested=True)
+            context.log("rebooting this system; the run goes on when it is back")
+            run_local_command(settings.APPLIANCE_REBOOT_COMMAND, context)
+        result["current_back_after_seconds"] = round(wait_until_web_answers(context, progress), 1)
+        return result
+
+    def _reboot_source(self, context: RunContext, progress: Progress) -> float:
+        command = context.run.source_info.get("commands", {}).get("reboot", "")
+        if not command:
+            raise OperationFailed("The source did not say how it reboots.", "Update the source.")
+        progress.update(0.1, message="rebooting the source", force=True)
+        try:
+            with ssh_session(context.peer(), run_ref(context)) as session:
+                outcome = reboot_and_wait(
+                    session.client,
+                    command,
+                    session.connect,
+                    limit=settings.MIGRATION_REBOOT_LIMIT,
+                    check=lambda: self._source_answers(context),
+                )
+                outcome.client.close()
+        except RemoteError as error:
+            raise remote_failure(error) from error
+        context.log(f"the source is back after {outcome.seconds:.0f} s")
+        return round(outcome.seconds, 1)
+
+    @staticmethod
+    def _source_answers(context: RunContext) -> bool:
+        try:
+            context.peer_call("info")
+        except Exception:
+            return False
+        return True
+
+
+class CopySyslog(Operation):
+    """10. Copy User Traffic Logs: the source's rotated traffic logs, over SFTP, verified."""
+
+    name = "copy_syslog"
+    label = "Copies the syslog data"
+    weight = 6
+    stall_hint = "The SFTP copy from the source does not move: check port 22 and its disk."
+
+    def applies(self, facts: PlanFacts) -> tuple[bool, str]:
+        if facts.copy_traffic_logs:
+            return True, "Copy User Traffic Logs is on"
+        return False, "Copy User Traffic Logs is off"
+
+    def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
+        source_dir = context.run.source_info.get("traffic_log_dir", "")
+        target_dir = Path(settings.APPLIANCE_TRAFFIC_LOG_DIR)
+        target_dir.mkdir(parents=True, exist_ok=True)
+
+        def on_progress(event: CopyProgress) -> None:
+            fraction = event.bytes_done / event.bytes_total if event.bytes_total else 1.0
+            progress.update(
+                fraction,
+                figures={
+                    "files": event.files_done,
+                    "files_total": event.files_total,
+                    "bytes": event.bytes_done,
+                    "bytes_total": event.bytes_total,
+                    "bytes_per_second": round(event.rate),
+                },
+                eta_seconds=event.eta_seconds,
+                message=event.current,
+            )
+
+        try:
+            with ssh_session(context.peer(), run_ref(context)) as session:
+                copied = copy_tree(session.client, source_dir, target_dir, progress=on_progress)
+        except RemoteError as error:
+            raise remote_failure(error) from error
+        context.log(
+            f"traffic logs: {len(copied.copied)} copied, {len(copied.skipped)} already here, "
+            f"{len(copied.not_copied)} not copied"
+        )
+        return {
+            "copied": copied.copied,
+            "skipped_identical": copied.skipped,
+            "not_copied": [
+                {"path": item.path, "reason": item.reason} for item in copied.not_copied
+            ],
+            "bytes": copied.bytes_transferred,
+            "seconds": round(copied.seconds, 1),
+        }
+
+    def undo(self, context: RunContext) -> None:
+        for partial in Path(settings.APPLIANCE_TRAFFIC_LOG_DIR).rglob(".*.partial"):
+            partial.unlink(missing_ok=True)

@@ -1,0 +1,84 @@
+"""The plan builder: for every combination of HA and options, which operations run, in order."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from migrations_engine.plan import PlanFacts, licence_migration_refusal, plan_build
+
+ALWAYS = [
+    "Copies the System Settings",
+    "Places the source under maintenance",
+    "Modifies the source configuration",
+    "Updates the certificates",
+    "Restarts the services",
+    "Final operations",
+]
+
+
+def expected(ha: bool, swap: bool, licence: bool, logs: bool) -> list[str]:
+    """The seed's list, with our licence step, written out by hand."""
+    rows = ["Copies the System Settings", "Places the source under maintenance"]
+    if ha:
+        rows.append("Deactivates the replica")
+    else:
+        rows.append("Copies data")
+    if licence:
+        rows.append("Migrates the license")
+    rows.append("Modifies the source configuration")
+    if swap:
+        rows.append("Reboots the current and source system")
+    if ha:
+        rows.append("Copies data and activates replica")
+    rows += ["Updates the certificates", "Restarts the services"]
+    if logs:
+        rows.append("Copies the syslog data")
+    rows.append("Final operations")
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("ha", "swap", "licence", "logs"), list(itertools.product([False, True], repeat=4))
+)
+def test_every_combination_runs_the_right_operations_in_order(
+    ha: bool, swap: bool, licence: bool, logs: bool
+) -> None:
+    plan = plan_build(
+        PlanFacts(
+            source_is_ha=ha,
+            swap_configuration=swap,
+            migrate_licence=licence,
+            copy_traffic_logs=logs,
+        )
+    )
+    assert [row.label for row in plan if row.runs] == expected(ha, swap, licence, logs)
+    assert all(row.reason for row in plan)
+
+
+def test_skipped_operations_say_why() -> None:
+    plan = {row.label: row for row in plan_build(PlanFacts(source_is_ha=False))}
+    assert not plan["Deactivates the replica"].runs
+    assert "standalone" in plan["Deactivates the replica"].reason
+    assert "Swap Configuration is off" in plan["Reboots the current and source system"].reason
+    assert "Copy User Traffic Logs is off" in plan["Copies the syslog data"].reason
+
+
+@pytest.mark.parametrize(
+    ("target_state", "source_licence", "refusal"),
+    [
+        ("none", {"state": "active", "has_active_maintenance": True}, ""),
+        ("active", {"state": "active", "has_active_maintenance": True}, "already has a licence"),
+        ("none", {"state": "active", "has_active_maintenance": False}, "maintenance contract"),
+        ("none", {"state": "transferred", "has_active_maintenance": True}, "no active licence"),
+        ("transferred", {"state": "active", "has_active_maintenance": True}, ""),
+    ],
+)
+def test_licence_migration_needs_no_licence_here_and_a_maintained_one_there(
+    target_state: str, source_licence: dict[str, object], refusal: str
+) -> None:
+    reason = licence_migration_refusal(
+        target_licence_state=target_state, source_info={"licence": source_licence}
+    )
+    assert (refusal in reason) if refusal else reason == ""
