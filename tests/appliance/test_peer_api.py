@@ -131,12 +131,22 @@ def test_configuration_replaces_groups_and_marks_migrated(seeded: None, peer: Pe
         "configuration",
         {"settings": {"dns": {"servers": ["10.9.9.9"]}}, "migrated_to": "new-box.acme.test"},
     )
-    assert response.json() == {"settings": {"dns": {"servers": ["10.9.9.9"]}}}
+    assert response.json()["settings"] == {"dns": {"servers": ["10.9.9.9"]}}
     exported = services.settings_export()
     assert exported["dns"] == {"servers": ["10.9.9.9"]}
     assert exported["time_zone"] == {"zone": "Europe/Rome"}
     assert services.node_get().migrated_to == "new-box.acme.test"
     assert peer("POST", "configuration", {"settings": {"dns": 5}}).status_code == 400
+
+
+def test_configuration_gives_the_node_another_identity(seeded: None, peer: Peer) -> None:
+    identity = {"host_name": "new-box", "domain_name": "acme.test", "ip_address": "10.1.1.1"}
+    response = peer("POST", "configuration", {"identity": identity})
+    assert response.json()["identity"] == identity
+    assert services.node_get().fqdn == "new-box.acme.test"
+    bad = peer("POST", "configuration", {"identity": identity | {"ip_address": "nope"}})
+    assert bad.status_code == 400
+    assert services.node_get().ip_address == "10.1.1.1"
 
 
 def test_database_account_reads_but_cannot_write_and_is_revoked(seeded: None, peer: Peer) -> None:
