@@ -4,6 +4,9 @@ Starts a second MariaDB server for the source, both nodes' HTTPS web processes a
 workers, and an OpenSSH server for the source; prints the wizard's URL and the logins and writes
 them to var/demo.env. Ctrl-C stops everything it started. Every run starts from fresh data.
 
+A node's restart command makes its gunicorn reload (new workers, new certificate); its reboot
+command makes this script stop and start all of that node's processes.
+
 Environment: DEMO_SIZE (small|demo|bench, default demo), DEMO_HA=1 for an HA source,
 DEMO_HTTPS_PORT / DEMO_HTTP_PORT / DEMO_SSH_PORT / DEMO_SOURCE_DB_PORT to move off the
 standard ports, DEMO_NO_WAIT=1 to set everything up and return (for scripts and tests), and
@@ -133,6 +136,7 @@ class Node:
                 "--threads=4",
                 "--worker-class=gthread",
                 "--timeout=120",
+                f"--pid={self.var_dir / 'web.pid'}",
             ],
             "redirect": [
                 gunicorn,
@@ -245,7 +249,8 @@ def node_env(name: str, address: str, control: str, data: str, broker_db: int) -
         "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{broker_db}",
         "APPLIANCE_VAR_DIR": str(var_dir),
         "DJANGO_ALLOWED_HOSTS": f"{address},localhost",
-        "APPLIANCE_RESTART_COMMAND": f"touch {var_dir / 'control' / 'restart'}",
+        # Restart: gunicorn reloads gracefully on HUP, its new workers with the new certificate.
+        "APPLIANCE_RESTART_COMMAND": f"sh -c 'kill -HUP $(cat {var_dir / 'web.pid'})'",
         "APPLIANCE_REBOOT_COMMAND": f"touch {var_dir / 'control' / 'reboot'}",
         "WIZARD_ALLOW_LOOPBACK": "1",
         "APPLIANCE_WEB_ADDRESS": address,
@@ -367,19 +372,18 @@ def write_env(source: Node, current: Node, keys: dict[str, str], ssh: SSHServer)
 
 
 def supervise(nodes: list[Node]) -> None:
-    """Keep the demo running; a node's restart or reboot command restarts its processes."""
+    """Keep the demo running; a node's reboot command stops and starts all its processes."""
     while True:
         for node in nodes:
-            for request, pause in (("reboot", 5.0), ("restart", 0.0)):
-                flag = node.var_dir / "control" / request
-                if flag.exists():
-                    flag.unlink()
-                    print(f"[{node.name}] {request} requested: stopping its processes")
-                    node.stop()
-                    time.sleep(pause)
-                    node.start()
-                    node.wait_until_up()
-                    print(f"[{node.name}] back up after {request}")
+            flag = node.var_dir / "control" / "reboot"
+            if flag.exists():
+                flag.unlink()
+                print(f"[{node.name}] reboot requested: stopping its processes")
+                node.stop()
+                time.sleep(5)
+                node.start()
+                node.wait_until_up()
+                print(f"[{node.name}] back up after the reboot")
         time.sleep(1)
 
 

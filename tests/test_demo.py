@@ -7,12 +7,8 @@ databases), twice, because running it again must work too.
 from __future__ import annotations
 
 import http.cookiejar
-import os
 import re
-import signal
 import ssl
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -20,23 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from devtools.mariadb import MariaDBServer
-from devtools.sshd import SSHServer
 from migrations_engine.peer_client import CertificateMismatch, PeerClient, PeerError
+from tests.demo_support import DemoUnderTest
 
 ROOT = Path(__file__).resolve().parent.parent
-NAME = "demotest"
-DEMO_ENV = {
-    "DEMO_NAME": NAME,
-    "DEMO_SOURCE_ADDRESS": "127.0.0.12",
-    "DEMO_CURRENT_ADDRESS": "127.0.0.11",
-    "DEMO_HTTPS_PORT": "8443",
-    "DEMO_HTTP_PORT": "8080",
-    "DEMO_SSH_PORT": "2222",
-    "DEMO_REDIS_DBS": "12,13",
-    "DEMO_SIZE": "small",
-    "DEMO_NO_WAIT": "1",
-}
+DEMO = DemoUnderTest("demotest", "127.0.0.12", "127.0.0.11", "12,13")
+NAME = DEMO.name
 REQUIRED_KEYS = {
     "SOURCE_ADDRESS",
     "SOURCE_URL",
@@ -53,44 +38,19 @@ REQUIRED_KEYS = {
 pytestmark = pytest.mark.slow
 
 
-def run_demo() -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "scripts/demo.py"],
-        cwd=ROOT,
-        env={**os.environ, **DEMO_ENV},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
-def stop_demo() -> None:
-    demo_dir = ROOT / "var" / NAME
-    for pids in demo_dir.glob("*/pids"):
-        for pid in pids.read_text().split():
-            try:
-                os.killpg(int(pid), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    SSHServer(demo_dir / "source-ssh", "127.0.0.12", 2222).stop()
-    MariaDBServer(demo_dir / "source-mysql", "127.0.0.12", 3306, 2).stop()
-
-
 @pytest.fixture(scope="module")
 def demo() -> Iterator[dict[str, str]]:
     try:
-        first = run_demo()
+        first = DEMO.start()
         assert first.returncode == 0, first.stdout + first.stderr
-        second = run_demo()
+        second = DEMO.start()
         assert second.returncode == 0, second.stdout + second.stderr
         assert "The two-node demo is running." in second.stdout
-        env_file = ROOT / "var" / f"{NAME}.env"
-        values = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        values = DEMO.settings()
         values["stdout"] = second.stdout
         yield values
     finally:
-        stop_demo()
+        DEMO.stop()
 
 
 def test_demo_writes_every_setting_scripts_need(demo: dict[str, str]) -> None:

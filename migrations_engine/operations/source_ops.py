@@ -72,6 +72,11 @@ class FinalOperations(Operation):
             result["source_maintenance"] = "off (it took this system's former configuration)"
         else:
             result["source_maintenance"] = "on (the source is retired)"
+        if context.run.operations.filter(name="copy_data_and_replica").exists():
+            from migrations_engine.operations.data_ops import replica_stop
+
+            replica_stop(context.target_database())
+            result["replica"] = "caught up, then stopped before the run's account is dropped"
         result["credentials_revoked"] = context.peer_call("revoke", f"run-{context.run.id}")
         context.log("final operations done")
         return result

@@ -3,6 +3,7 @@ worker killed with SIGKILL during the data copy that the run survives."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,33 +16,20 @@ from typing import Any
 import pymysql
 import pytest
 
-from devtools.mariadb import MariaDBServer
-from devtools.sshd import SSHServer
 from migrations_engine.peer_client import PeerClient
+from tests.demo_support import DemoUnderTest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-NAME = "enginetest"
-DEMO_DIR = ROOT / "var" / NAME
-SOURCE, CURRENT = "127.0.0.22", "127.0.0.21"
-DEMO_ENV = {
-    "DEMO_NAME": NAME,
-    "DEMO_SOURCE_ADDRESS": SOURCE,
-    "DEMO_CURRENT_ADDRESS": CURRENT,
-    "DEMO_HTTPS_PORT": "8443",
-    "DEMO_HTTP_PORT": "8080",
-    "DEMO_SSH_PORT": "2222",
-    "DEMO_REDIS_DBS": "14,15",
-    "DEMO_SIZE": "small",
-    "DEMO_NO_WAIT": "1",
-}
+DEMO = DemoUnderTest("enginetest", "127.0.0.22", "127.0.0.21", "14,15")
+NAME, DEMO_DIR = DEMO.name, DEMO.directory
+SOURCE, CURRENT = DEMO.source_address, DEMO.current_address
 DATA_TABLES = ("subscriber", "voucher", "accounting_session", "event_log")
 
 pytestmark = pytest.mark.slow
 
 
 def node_env(node: str) -> dict[str, str]:
-    lines = (DEMO_DIR / node / "node.env").read_text().splitlines()
-    return {**os.environ, **dict(line.split("=", 1) for line in lines)}
+    return DEMO.node_env(node)
 
 
 def manage(node: str, *args: str, env: dict[str, str] | None = None, check: bool = True) -> Any:
@@ -59,34 +47,19 @@ def manage(node: str, *args: str, env: dict[str, str] | None = None, check: bool
     return result
 
 
-def stop_demo() -> None:
-    for pids in DEMO_DIR.glob("*/pids"):
-        for pid in pids.read_text().split():
-            try:
-                os.killpg(int(pid), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    SSHServer(DEMO_DIR / "source-ssh", SOURCE, 2222).stop()
-    MariaDBServer(DEMO_DIR / "source-mysql", SOURCE, 3306, 2).stop()
+def node_python(node: str, code: str) -> str:
+    """What a line of Python prints when run as one of the demo's nodes."""
+    return str(manage(node, "shell", "--no-imports", "-c", code).stdout).strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[dict[str, str]]:
     try:
-        started = subprocess.run(
-            [sys.executable, "scripts/demo.py"],
-            cwd=ROOT,
-            env={**os.environ, **DEMO_ENV},
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
+        started = DEMO.start()
         assert started.returncode == 0, started.stdout + started.stderr
-        lines = (ROOT / "var" / f"{NAME}.env").read_text().splitlines()
-        yield dict(line.split("=", 1) for line in lines)
+        yield DEMO.settings()
     finally:
-        stop_demo()
+        DEMO.stop()
 
 
 def peer(demo: dict[str, str]) -> PeerClient:
@@ -313,3 +286,65 @@ def test_a_worker_killed_during_the_copy_does_not_stop_the_run(
     fraction, attempts = copy_state()
     assert (fraction, attempts) == (1.0, 2)
     assert '"resumed": true' in (tmp_path / "report.json").read_text()
+
+
+def test_ha_source_with_swap_and_every_option(fresh: dict[str, str], tmp_path: Path) -> None:
+    manage(
+        "source",
+        "seed_node",
+        "--size",
+        "small",
+        "--host-name",
+        "appliance-old",
+        "--ip-address",
+        SOURCE,
+        "--role",
+        "ha_master",
+        "--ha-peer",
+        "127.0.0.23",
+    )
+    client = peer(fresh)
+    source_before = client.info()
+    source_settings = client.settings()["settings"]
+    current_settings = node_python(
+        "current",
+        "import json; from appliance import services; "
+        "print(json.dumps(services.settings_export()))",
+    )
+    result = migrate(fresh, tmp_path, "--yes", "--swap", "--migrate-licence", "--copy-logs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_data_identical(fresh)
+    client = peer(fresh)
+    after = client.info()
+    # the systems swapped identities and site-bound settings
+    assert after["host_name"] == "appliance-new"
+    assert after["licence"]["state"] == "transferred"
+    assert after["ha"]["round_robin_hosts"] == source_before["ha"]["round_robin_hosts"]
+    assert after["replication_running"] is False
+    assert client.settings()["settings"]["dns"] == json.loads(current_settings)["dns"]
+    here = node_python(
+        "current",
+        "from appliance import services as s; n = s.node_get(); l = s.licence_get(); "
+        "print(n.host_name, l.guid, l.state, s.tls_fingerprint())",
+    ).split()
+    assert here == [
+        "appliance-old",
+        source_before["licence"]["guid"],
+        "active",
+        source_before["tls_fingerprint"],
+    ]
+    ha_here = node_python(
+        "current",
+        "import json; from appliance import services; "
+        "print(json.dumps(services.settings_export()['ha']))",
+    )
+    assert json.loads(ha_here) == source_settings["ha"]
+    source_logs = sorted(p.name for p in Path(fresh["SOURCE_TRAFFIC_LOG_DIR"]).glob("*.gz"))
+    target_logs = sorted(p.name for p in Path(fresh["TARGET_TRAFFIC_LOG_DIR"]).glob("*.gz"))
+    assert source_logs and set(source_logs) <= set(target_logs)
+    report = (tmp_path / "report.json").read_text()
+    assert '"caught_up_at"' in report
+    assert "Copies the syslog data" in report
+    with pymysql.connect(host="127.0.0.1", user="root") as db, db.cursor() as cursor:
+        cursor.execute("SHOW ALL SLAVES STATUS")
+        assert cursor.fetchall() == ()
