@@ -327,7 +327,13 @@ def _pending_work(
     for chunk in plan.chunks:
         per_table[chunk.table] = per_table.get(chunk.table, 0) + 1
     for table in plan.tables:
-        tracker.add_table(table, schemas[table].estimated_rows, per_table.get(table, 0))
+        schema = schemas[table]
+        tracker.add_table(
+            table,
+            schema.estimated_rows,
+            per_table.get(table, 0),
+            deferred=len(schema.deferred_keys) + len(schema.foreign_keys),
+        )
     pending = []
     remaining = {table: 0 for table in plan.tables if table not in finished}
     for chunk in plan.chunks:

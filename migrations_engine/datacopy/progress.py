@@ -34,15 +34,23 @@ class ProgressEvent:
     bytes_per_second: float
     eta_seconds: float | None
 
+    work: float = 0.0
+    work_total: float = 0.0
+
     @property
     def fraction(self) -> float:
-        """How much of the copy is done, from 0 to 1."""
-        if self.chunks_total == 0:
+        """How much of the copy is done, from 0 to 1 (rows copied and indexes built)."""
+        if self.phase == "done" or self.work_total <= 0:
             return 1.0
-        return min(1.0, self.chunks / self.chunks_total)
+        return min(1.0, self.work / self.work_total)
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
+
+
+INDEX_COST = 0.1
+"""Building one index (or foreign key) after the load costs about this share of copying the
+table's rows (measured: 0.06 on the demo's data, 0.18 on the benchmark's accounting table)."""
 
 
 @dataclass
@@ -51,6 +59,17 @@ class _TableCount:
     rows_total: int = 0
     chunks: int = 0
     chunks_total: int = 0
+    deferred: int = 0
+    finished: bool = False
+
+    @property
+    def work_total(self) -> float:
+        """Rows to copy plus the index building after them, in rows' worth of time."""
+        return max(self.rows_total, self.rows) * (1 + INDEX_COST * self.deferred)
+
+    @property
+    def work(self) -> float:
+        return self.work_total if self.finished else float(self.rows)
 
 
 @dataclass
@@ -70,9 +89,11 @@ class ProgressTracker:
     _copied_bytes: int = 0
     _last_sent: float = 0.0
 
-    def add_table(self, name: str, rows_total: int, chunks_total: int) -> None:
-        """Announce a table to copy, with its estimated rows and its number of chunks."""
-        self.tables[name] = _TableCount(rows_total=rows_total, chunks_total=chunks_total)
+    def add_table(self, name: str, rows_total: int, chunks_total: int, deferred: int = 0) -> None:
+        """Announce a table: its estimated rows, its chunks, the indexes built after the load."""
+        self.tables[name] = _TableCount(
+            rows_total=rows_total, chunks_total=chunks_total, deferred=deferred
+        )
 
     def chunk_done(self, table: str, rows: int, size: int, *, copied_now: bool = True) -> None:
         """Count a chunk; `copied_now` is False for chunks an earlier run already copied."""
@@ -93,6 +114,8 @@ class ProgressTracker:
     def table_finished(self, table: str) -> None:
         """A table has its indexes and counters: it is complete."""
         self.tables_done += 1
+        if table in self.tables:
+            self.tables[table].finished = True
         self._send(table, force=True)
 
     def set_phase(self, phase: str) -> None:
@@ -115,9 +138,10 @@ class ProgressTracker:
         rows_rate = self._copied_rows / elapsed
         rows_total = sum(count.rows_total for count in self.tables.values())
         rows_total = max(rows_total, self.rows)
-        remaining = rows_total - self.rows
+        work = sum(count.work for count in self.tables.values())
+        work_total = sum(count.work_total for count in self.tables.values())
         count = self.tables.get(table, _TableCount())
-        eta = remaining / rows_rate if rows_rate > 0 else None
+        eta = (work_total - work) / rows_rate if rows_rate > 0 else None
         if self.phase == "done":
             eta = 0.0
         return ProgressEvent(
@@ -136,4 +160,6 @@ class ProgressTracker:
             rows_per_second=rows_rate,
             bytes_per_second=self._copied_bytes / elapsed,
             eta_seconds=eta,
+            work=work,
+            work_total=work_total,
         )
