@@ -69,14 +69,18 @@ def run_plan(run: MigrationRun) -> list[dict[str, Any]]:
     return run.plan
 
 
-def run_start(run: MigrationRun) -> None:
-    """Queue a planned run; refused while another migration is queued or running here."""
+def run_start(run: MigrationRun, *, dispatch: bool = True) -> None:
+    """Queue a planned run for the workers (`dispatch=False`: the caller runs it itself);
+    refused while another migration is queued or running on this system."""
     if not run.plan:
         run_plan(run)
     try:
         with transaction.atomic():
             updated = MigrationRun.objects.filter(id=run.id, status=RunStatus.DRAFT).update(
-                status=RunStatus.QUEUED, active=True, started_at=timezone.now()
+                status=RunStatus.QUEUED,
+                active=True,
+                started_at=timezone.now(),
+                heartbeat_at=timezone.now(),  # the sweeper waits this long before sending again
             )
     except IntegrityError:
         other = MigrationRun.objects.filter(active=True).first()
@@ -88,7 +92,8 @@ def run_start(run: MigrationRun) -> None:
         raise RunRefused("This run has already been started.")
     run.refresh_from_db()
     run_log(run.id, "run queued")
-    _dispatch(run.id)
+    if dispatch:
+        _dispatch(run.id)
 
 
 def _dispatch(run_id: int) -> None:
@@ -198,14 +203,17 @@ def _run_fail(run: MigrationRun, fence: int, error: str, fix: str) -> None:
 
 
 def _undo(run: MigrationRun, fence: int, *, include_failed: bool) -> None:
-    """Undo, newest first, the operations that did (part of) their work."""
+    """Undo, newest first, the reversible operations that did (part of) their work."""
     statuses = [OperationStatus.SUCCEEDED]
     if include_failed:
         statuses.append(OperationStatus.FAILED)
     for state in run.operations.filter(status__in=statuses).order_by("-position"):
+        operation = OPERATION_BY_NAME[state.name]
+        if not operation.reversible:
+            continue  # its work stays (the data copy, the licence): a resume does not redo it
         context = RunContext(run, state, fence)
         try:
-            OPERATION_BY_NAME[state.name].undo(context)
+            operation.undo(context)
         except Exception as error:
             run_log(run.id, f"{state.label}: could not be undone: {error}")
             continue
@@ -229,14 +237,19 @@ def _revoke_quietly(run: MigrationRun) -> None:
     run.secrets.filter(name="database_account").delete()
 
 
-def run_resume(run: MigrationRun) -> None:
-    """Go on with a failed run after its cause was fixed."""
+def run_resume(run: MigrationRun, *, dispatch: bool = True) -> None:
+    """Go on with a failed run after its cause was fixed (on the workers, unless not `dispatch`)."""
     if run.status != RunStatus.FAILED:
         raise RunRefused("Only a failed run can be resumed.")
     try:
         with transaction.atomic():
             MigrationRun.objects.filter(id=run.id).update(
-                status=RunStatus.QUEUED, active=True, error="", fix="", finished_at=None
+                status=RunStatus.QUEUED,
+                active=True,
+                error="",
+                fix="",
+                finished_at=None,
+                heartbeat_at=timezone.now(),
             )
             run.operations.exclude(status=OperationStatus.SUCCEEDED).update(
                 status=OperationStatus.PENDING, stalled=False
@@ -244,7 +257,8 @@ def run_resume(run: MigrationRun) -> None:
     except IntegrityError:
         raise RunRefused("Another migration is in progress on this system.") from None
     run_log(run.id, "run resumed")
-    _dispatch(run.id)
+    if dispatch:
+        _dispatch(run.id)
 
 
 def run_abandon(run: MigrationRun) -> None:

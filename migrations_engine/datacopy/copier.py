@@ -153,6 +153,11 @@ def copy_database(
         close_quietly(target_control)
 
 
+def _source_identity(source: MySQLURL) -> str:
+    """Which database a copy comes from, whatever account reads it (each run has its own)."""
+    return f"{source.host}:{source.port}/{source.database}"
+
+
 def _reconnect_source(source: MySQLURL, source_wait: float) -> Connection:
     """A new connection to the source, waiting for it up to `source_wait` seconds."""
     deadline = time.monotonic() + source_wait
@@ -247,10 +252,10 @@ def _prepare(
     stored = checkpoints.load_plan(target_control, target.database) if resume else None
     if stored is not None:
         stored_source, data = stored
-        if stored_source != source.redacted():
+        if stored_source != _source_identity(source):
             raise CopyError(
                 f"The unfinished copy into {target.database!r} came from {stored_source}, not "
-                f"from {source.redacted()}; start the copy again without resuming."
+                f"from {_source_identity(source)}; start the copy again without resuming."
             )
         plan = _Plan.from_json(data)
         if tables is not None and sorted(plan.tables) != sorted(wanted):
@@ -267,11 +272,15 @@ def _prepare(
             for chunk in plan_chunks(source_control, schema, settings.chunk_bytes)
         ]
         plan = _Plan(tables=wanted, chunks=chunks, full=tables is None)
-        checkpoints.start_run(target_control, target.database, source.redacted(), plan.as_json())
+        checkpoints.start_run(
+            target_control, target.database, _source_identity(source), plan.as_json()
+        )
     if not plan.prepared:
         _prepare_target(source_control, target_control, source, target, plan, schemas)
         plan.prepared = True
-        checkpoints.start_run(target_control, target.database, source.redacted(), plan.as_json())
+        checkpoints.start_run(
+            target_control, target.database, _source_identity(source), plan.as_json()
+        )
     execute(target_control, f"USE {quote_name(target.database)}")
     return plan, schemas, stored is not None
 

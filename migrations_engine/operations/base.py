@@ -29,6 +29,8 @@ class Operation:
     name: ClassVar[str]
     label: ClassVar[str]
     weight: ClassVar[int] = 1
+    reversible: ClassVar[bool] = False
+    """Whether `undo` takes the work back; a failed run undoes only these, and redoes them."""
     stall_hint: ClassVar[str] = "The operation is waiting for the source or this system."
 
     def applies(self, facts: PlanFacts) -> tuple[bool, str]:

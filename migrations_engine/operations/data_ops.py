@@ -125,6 +125,7 @@ class CopyDataAndActivateReplica(Operation):
 
     name = "copy_data_and_replica"
     label = "Copies data and activates replica"
+    reversible = True
     weight = 22
     stall_hint = "The replica is not catching up: check the source's binary log and port 3306."
 

@@ -97,6 +97,7 @@ class CopySyslog(Operation):
 
     name = "copy_syslog"
     label = "Copies the syslog data"
+    reversible = True
     weight = 6
     stall_hint = "The SFTP copy from the source does not move: check port 22 and its disk."
 

@@ -14,6 +14,7 @@ class CopySettings(Operation):
 
     name = "copy_settings"
     label = "Copies the System Settings"
+    reversible = True
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
         if "previous" not in context.memory:
@@ -49,6 +50,7 @@ class ModifySourceConfiguration(Operation):
 
     name = "modify_source_configuration"
     label = "Modifies the source configuration"
+    reversible = True
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
         if "source_previous" not in context.memory:

@@ -14,6 +14,7 @@ class PlaceSourceUnderMaintenance(Operation):
 
     name = "source_maintenance"
     label = "Places the source under maintenance"
+    reversible = True
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
         info = context.run.source_info
@@ -40,6 +41,7 @@ class DeactivateReplica(Operation):
 
     name = "deactivate_replica"
     label = "Deactivates the replica"
+    reversible = True
 
     def applies(self, facts: PlanFacts) -> tuple[bool, str]:
         if facts.source_is_ha:

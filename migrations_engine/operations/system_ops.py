@@ -50,6 +50,7 @@ class UpdateCertificates(Operation):
 
     name = "update_certificates"
     label = "Updates the certificates"
+    reversible = True
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
         cert, key = services.certificate_path(), services.private_key_path()

@@ -16,7 +16,13 @@ from typing import Any
 import pymysql
 import pytest
 
+from appliance import services
+from migrations_engine import executor
+from migrations_engine.context import Progress, RunContext
+from migrations_engine.models import MigrationRun
+from migrations_engine.operations import OPERATION_BY_NAME
 from migrations_engine.peer_client import PeerClient
+from migrations_engine.secrets import secret_put
 from tests.demo_support import DemoUnderTest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -209,6 +215,14 @@ def test_standalone_swap_off_completes_with_identical_data(
     assert secret not in result.stdout + result.stderr
 
 
+def newest_run_id() -> int:
+    with pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_control") as db:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT MAX(id) FROM migrations_engine_migrationrun")
+            (newest,) = cursor.fetchone() or (0,)
+            return int(newest)
+
+
 def test_a_failure_after_maintenance_leaves_the_source_in_service(
     fresh: dict[str, str], tmp_path: Path
 ) -> None:
@@ -222,25 +236,34 @@ def test_a_failure_after_maintenance_leaves_the_source_in_service(
     assert info["maintenance"] is False
     assert info["migrated_to"] == ""
     assert client.settings()["settings"] == before
+    # once the cause is fixed, the run resumes from where it failed and completes
+    resumed = manage("current", "migration_run", "resume", str(newest_run_id()), "--here")
+    assert "Completed" in resumed.stdout
+    assert_data_identical(fresh)
+    assert peer(fresh).info()["migrated_to"] == "appliance-new.mycompany.test"
 
 
-def copy_state() -> tuple[float, int]:
+def copy_state(after_run: int = 0) -> tuple[float, int]:
     """(fraction, attempts) of the newest run's data copy on the current system."""
     with pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_control") as db:
         with db.cursor() as cursor:
             cursor.execute(
                 "SELECT fraction, attempts FROM migrations_engine_operationstate "
-                "WHERE name = 'copy_data' ORDER BY id DESC LIMIT 1"
+                "WHERE name = 'copy_data' AND run_id > %s ORDER BY id DESC LIMIT 1",
+                [after_run],
             )
             row = cursor.fetchone()
     return (float(row[0]), int(row[1])) if row else (0.0, 0)
 
 
-def restart_worker() -> None:
+def restart_worker(env: dict[str, str] | None = None) -> None:
     """Kill the current system's worker with SIGKILL and start a new one under the same name."""
     pids_file = DEMO_DIR / "current" / "pids"
     pids = pids_file.read_text().split()
-    os.killpg(int(pids[-1]), signal.SIGKILL)
+    try:
+        os.killpg(int(pids[-1]), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     worker = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "celery"),
@@ -252,7 +275,7 @@ def restart_worker() -> None:
             "--concurrency=4",
         ],
         cwd=ROOT,
-        env=node_env("current"),
+        env={**node_env("current"), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -273,9 +296,10 @@ def test_a_worker_killed_during_the_copy_does_not_stop_the_run(
         "--ip-address",
         SOURCE,
     )
+    earlier = newest_run_id()
     follower = migrate(fresh, tmp_path, "--yes", background=True)
     deadline = time.monotonic() + 300
-    while copy_state()[0] < 0.2:
+    while copy_state(earlier)[0] < 0.2:
         assert follower.poll() is None, follower.stdout.read() if follower.stdout else ""
         assert time.monotonic() < deadline, "the copy did not start"
         time.sleep(0.2)
@@ -348,3 +372,72 @@ def test_ha_source_with_swap_and_every_option(fresh: dict[str, str], tmp_path: P
     with pymysql.connect(host="127.0.0.1", user="root") as db, db.cursor() as cursor:
         cursor.execute("SHOW ALL SLAVES STATUS")
         assert cursor.fetchall() == ()
+
+
+def worker_alive() -> bool:
+    """Whether the current system's worker process runs (a killed one may linger as a zombie)."""
+    pid = int((DEMO_DIR / "current" / "pids").read_text().split()[-1])
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_the_current_systems_reboot_mid_run_does_not_reboot_it_twice(
+    fresh: dict[str, str], tmp_path: Path
+) -> None:
+    reboots = tmp_path / "reboots"
+    # The "reboot" notes itself, then takes the worker down with it, as a real one would.
+    reboot = {"APPLIANCE_REBOOT_COMMAND": f"sh -c 'echo reboot >> {reboots}; kill -9 $PPID'"}
+    restart_worker(reboot)
+    try:
+        follower = migrate(fresh, tmp_path, "--yes", "--swap", background=True)
+        deadline = time.monotonic() + 300
+        while not (reboots.exists() and not worker_alive()):
+            assert time.monotonic() < deadline, "the reboot step was not reached"
+            time.sleep(0.2)
+        restart_worker(reboot)  # the system is back
+        output, _ = follower.communicate(timeout=600)
+        assert follower.returncode == 0, output
+        assert reboots.read_text() == "reboot\n"
+        assert_data_identical(fresh)
+        assert peer(fresh).info()["host_name"] == "appliance-new"
+    finally:
+        restart_worker()
+
+
+@pytest.mark.django_db(databases=["default", "data"], transaction=True)
+def test_a_crash_between_claim_and_release_ends_with_one_active_licence(
+    fresh: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source_info = peer(fresh).info()
+    run = MigrationRun.objects.create(
+        source_address=SOURCE,
+        source_port=8443,
+        source_info=source_info,
+        migrate_licence=True,
+        source_certificate=Path(fresh["SOURCE_CERTIFICATE"]).read_text(),
+    )
+    secret_put(run, "admin_password", fresh["SOURCE_ADMIN_PASSWORD"])
+    executor.run_plan(run)
+    state = run.operations.get(name="migrate_licence")
+    release = PeerClient.licence_release
+    crashes: list[str] = []
+
+    def crash_the_first_time(client: PeerClient, **arguments: str) -> None:
+        if not crashes:
+            crashes.append("crashed")
+            raise ConnectionResetError("the current system went down here")
+        release(client, **arguments)
+
+    monkeypatch.setattr(PeerClient, "licence_release", crash_the_first_time)
+    operation = OPERATION_BY_NAME["migrate_licence"]
+    with pytest.raises(ConnectionResetError):
+        operation.run(RunContext(run, state, run.fence), Progress(state, run.fence))
+    assert services.licence_get().state == "active"
+    assert peer(fresh).info()["licence"]["state"] == "active"  # the crash window
+    operation.run(RunContext(run, state, run.fence), Progress(state, run.fence))  # the retry
+    here = services.licence_get()
+    assert (here.guid, here.state) == (source_info["licence"]["guid"], "active")
+    assert peer(fresh).info()["licence"]["state"] == "transferred"

@@ -67,7 +67,7 @@ class Command(BaseCommand):
             self.stdout.write("Nothing was changed. Add --yes to run this plan.")
             return
         try:
-            executor.run_start(run)
+            executor.run_start(run, dispatch=not options["here"])
         except executor.RunRefused as error:
             raise CommandError(str(error)) from None
         if options["here"]:
