@@ -19,6 +19,7 @@ from migrations_engine.operations.system_ops import (
 )
 from migrations_engine.plan import PlanFacts
 from migrations_engine.remote.errors import RemoteError
+from migrations_engine.remote.hashing import local_sha256
 from migrations_engine.remote.progress import CopyProgress
 from migrations_engine.remote.reboot import reboot_and_wait
 from migrations_engine.remote.session import ssh_session
@@ -35,6 +36,12 @@ def remote_failure(error: RemoteError) -> OperationFailed:
         str(error),
         "Check that port 22 of the source is open and its SSH service runs, then Resume.",
     )
+
+
+def _file_receipt(directory: Path, name: str) -> dict[str, Any]:
+    """A copied file as the report lists it: its path, size and SHA-256 (verified on copy)."""
+    path = directory / name
+    return {"path": name, "bytes": path.stat().st_size, "sha256": local_sha256(path).hexdigest()}
 
 
 class RebootSystems(Operation):
@@ -136,6 +143,7 @@ class CopySyslog(Operation):
             f"{len(copied.not_copied)} not copied"
         )
         return {
+            "files": [_file_receipt(target_dir, name) for name in copied.copied + copied.skipped],
             "copied": copied.copied,
             "skipped_identical": copied.skipped,
             "not_copied": [

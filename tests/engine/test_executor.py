@@ -124,3 +124,18 @@ def test_the_plan_is_stored_with_one_row_per_operation_that_runs() -> None:
     assert list(run.operations.values_list("name", flat=True)) == runs
     assert "copy_syslog" in runs
     assert "copy_data_and_replica" not in runs
+
+
+def test_an_operation_that_stops_moving_is_flagged_stalled_with_its_likely_cause(
+    settings: Any,
+) -> None:
+    run = new_run()
+    state = run.operations.get(name="copy_data")
+    state.status = "running"
+    state.moved_at = timezone.now() - timedelta(seconds=settings.MIGRATION_STALL_SECONDS + 5)
+    state.save()
+    assert executor.operations_flag_stalled() == 1
+    state.refresh_from_db()
+    assert state.stalled
+    assert "source's database does not answer" in state.message
+    assert "no progress for a while" in MigrationRun.objects.get(id=run.id).log

@@ -3,6 +3,7 @@ worker killed with SIGKILL during the data copy that the run survives."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -369,6 +370,10 @@ def test_ha_source_with_swap_and_every_option(fresh: dict[str, str], tmp_path: P
     report = (tmp_path / "report.json").read_text()
     assert '"caught_up_at"' in report
     assert "Copies the syslog data" in report
+    receipts = json.loads(report)["operations"][-2]["result"]["files"]
+    first = Path(fresh["SOURCE_TRAFFIC_LOG_DIR"]) / receipts[0]["path"]
+    assert receipts[0]["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+    assert len(receipts) == len(source_logs)
     with pymysql.connect(host="127.0.0.1", user="root") as db, db.cursor() as cursor:
         cursor.execute("SHOW ALL SLAVES STATUS")
         assert cursor.fetchall() == ()
