@@ -3,6 +3,7 @@ worker killed with SIGKILL during the data copy that the run survives."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from typing import Any
 
 import pymysql
 import pytest
+import redis
 
 from appliance import services
 from migrations_engine import executor
@@ -257,6 +259,14 @@ def copy_state(after_run: int = 0) -> tuple[float, int]:
     return (float(row[0]), int(row[1])) if row else (0.0, 0)
 
 
+def stop_worker() -> None:
+    """Kill the current system's worker with SIGKILL."""
+    try:
+        os.killpg(int((DEMO_DIR / "current" / "pids").read_text().split()[-1]), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def restart_worker(env: dict[str, str] | None = None) -> None:
     """Kill the current system's worker with SIGKILL and start a new one under the same name."""
     pids_file = DEMO_DIR / "current" / "pids"
@@ -274,6 +284,8 @@ def restart_worker(env: dict[str, str] | None = None) -> None:
             "--hostname=current@%h",
             "--pool=threads",
             "--concurrency=4",
+            "--beat",
+            f"--schedule={DEMO_DIR / 'current' / 'beat-schedule'}",
         ],
         cwd=ROOT,
         env={**node_env("current"), **(env or {})},
@@ -446,3 +458,28 @@ def test_a_crash_between_claim_and_release_ends_with_one_active_licence(
     here = services.licence_get()
     assert (here.guid, here.state) == (source_info["licence"]["guid"], "active")
     assert peer(fresh).info()["licence"]["state"] == "transferred"
+
+
+def test_a_lost_queue_does_not_lose_the_run_and_holds_no_secret(
+    fresh: dict[str, str], tmp_path: Path
+) -> None:
+    stop_worker()
+    queue = redis.Redis(host="127.0.0.1", port=6379, db=14, decode_responses=True)  # the broker
+    queue.flushdb()
+    try:
+        follower = migrate(fresh, tmp_path, "--yes", background=True)
+        deadline = time.monotonic() + 60
+        while not queue.llen("celery"):
+            assert time.monotonic() < deadline, "nothing was queued"
+            time.sleep(0.2)
+        message = "".join(str(item) for item in queue.lrange("celery", 0, -1))
+        assert fresh["SOURCE_ADMIN_PASSWORD"] not in message
+        assert '"task": "migrations_engine.tasks.execute_run"' in message
+        body = json.loads(base64.b64decode(json.loads(message)["body"]))
+        assert body[0] == [newest_run_id()]  # the run's id is its only argument
+        queue.flushdb()  # Redis restarted without its data: the message is gone
+    finally:
+        restart_worker()
+    output, _ = follower.communicate(timeout=600)
+    assert follower.returncode == 0, output
+    assert_data_identical(fresh)
