@@ -176,9 +176,9 @@ def _run_succeed(run: MigrationRun, fence: int) -> None:
     from migrations_engine.report import report_build
 
     run.refresh_from_db()
-    run.report = report_build(run)
     run.status = RunStatus.SUCCEEDED
     run.finished_at = timezone.now()
+    run.report = report_build(run)
     run.active = None
     run.current_operation = ""
     run.save(update_fields=["report", "status", "finished_at", "active", "current_operation"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import ssl
@@ -47,6 +48,18 @@ CURRENT_ADDRESS = os.environ.get("DEMO_CURRENT_ADDRESS", "127.0.0.1")
 CURRENT_BROKER_DB, SOURCE_BROKER_DB = (
     int(n) for n in os.environ.get("DEMO_REDIS_DBS", "10,11").split(",")
 )
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    """KEY=value lines, quoted for the shell (`set -a; . FILE`), readable by the owner only."""
+    path.write_text("".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items()))
+    path.chmod(0o600)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The values of a file written by `write_env_file`."""
+    pairs = (shlex.split(line)[0] for line in path.read_text().splitlines() if line.strip())
+    return dict(pair.split("=", 1) for pair in pairs)
 
 
 def port_setting(name: str, standard: int, fallback: int, address: str) -> int:
@@ -172,8 +185,7 @@ class Node:
         pids = " ".join(str(process.pid) for process in self.processes)
         (self.var_dir / "pids").write_text(pids)
         env_file = self.var_dir / "node.env"
-        env_file.write_text("".join(f"{key}={value}\n" for key, value in self.env.items()))
-        env_file.chmod(0o600)
+        write_env_file(env_file, self.env)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -366,8 +378,7 @@ def write_env(source: Node, current: Node, keys: dict[str, str], ssh: SSHServer)
         "TARGET_TRAFFIC_LOG_DIR": str(current.var_dir / "traffic-logs"),
     }
     path = ENV_FILE
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    path.chmod(0o600)
+    write_env_file(path, values)
     return path
 
 

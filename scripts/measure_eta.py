@@ -20,12 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config.env import parse_mysql_url  # noqa: E402
+from scripts.demo import read_env_file  # noqa: E402
 
 MARKS = (0.25, 0.5, 0.75)
-
-
-def read_env(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
 def copy_progress(control: pymysql.connections.Connection) -> tuple[str, float, float | None]:
@@ -40,8 +37,8 @@ def copy_progress(control: pymysql.connections.Connection) -> tuple[str, float, 
 
 
 def main() -> None:
-    demo = read_env(ROOT / "var" / "demo.env")
-    node = {**os.environ, **read_env(ROOT / "var" / "demo" / "current" / "node.env")}
+    demo = read_env_file(ROOT / "var" / "demo.env")
+    node = {**os.environ, **read_env_file(ROOT / "var" / "demo" / "current" / "node.env")}
     url = parse_mysql_url(node["CONTROL_DB_URL"])
     password_file = ROOT / "var" / "demo" / "source-password"
     password_file.write_text(demo["SOURCE_ADMIN_PASSWORD"])

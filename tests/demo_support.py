@@ -11,6 +11,7 @@ from pathlib import Path
 
 from devtools.mariadb import MariaDBServer
 from devtools.sshd import SSHServer
+from scripts.demo import read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,13 +58,11 @@ class DemoUnderTest:
 
     def settings(self) -> dict[str, str]:
         """What the demo wrote for scripts (var/<name>.env)."""
-        lines = (ROOT / "var" / f"{self.name}.env").read_text().splitlines()
-        return dict(line.split("=", 1) for line in lines)
+        return read_env_file(ROOT / "var" / f"{self.name}.env")
 
     def node_env(self, node: str) -> dict[str, str]:
         """The environment that makes manage.py act as one of the demo's nodes."""
-        lines = (self.directory / node / "node.env").read_text().splitlines()
-        return {**os.environ, **dict(line.split("=", 1) for line in lines)}
+        return {**os.environ, **read_env_file(self.directory / node / "node.env")}
 
     def stop(self) -> None:
         """Stop every process the demo started."""

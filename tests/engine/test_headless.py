@@ -207,6 +207,7 @@ def test_standalone_swap_off_completes_with_identical_data(
     assert info["maintenance"] is True
     assert info["migrated_to"] == "appliance-new.mycompany.test"
     report = (tmp_path / "report.json").read_text()
+    assert json.loads(report)["status"] == "succeeded"
     assert '"accounting_session"' in report
     assert (tmp_path / "report.html").read_text().count("<tr>") > 10
     secret = fresh["SOURCE_ADMIN_PASSWORD"]

@@ -1,0 +1,1 @@
+"""Scripts of the project: the two-node demo and the measurements."""
