@@ -140,6 +140,7 @@ def copy_database(
         )
         tracker = ProgressTracker(progress)
         pending, unfinished = _pending_work(target_control, target.database, plan, schemas, tracker)
+        tracker.start()
         copied = _run_workers(settings, schemas, pending, unfinished, tracker, workers)
         tracker.set_phase("objects")
         close_quietly(source_control)  # its server may have gone away while workers waited
