@@ -168,6 +168,9 @@ APPLIANCE_SSH_AUTHORIZED_KEYS = Path(
 APPLIANCE_WEB_ADDRESS = env_str("APPLIANCE_WEB_ADDRESS", "127.0.0.1")
 APPLIANCE_WEB_PORT = env_int("APPLIANCE_WEB_PORT", 443, minimum=1)
 
+# The wizard: a loopback source is only accepted where this says so (the demo and tests).
+WIZARD_ALLOW_LOOPBACK = env_bool("WIZARD_ALLOW_LOOPBACK", False)
+
 # Execution of a migration on this node when it is the current system.
 MIGRATION_COPY_WORKERS = env_int("MIGRATION_COPY_WORKERS", 2, minimum=1)
 MIGRATION_HEARTBEAT_STALE = env_int("MIGRATION_HEARTBEAT_STALE", 30, minimum=5)

@@ -24,7 +24,8 @@ from migrations_engine import executor
 from migrations_engine.context import Progress, RunContext
 from migrations_engine.models import MigrationRun
 from migrations_engine.operations import OPERATION_BY_NAME
-from migrations_engine.peer_client import PeerClient
+from migrations_engine.peer_client import PeerClient, certificate_fingerprint
+from migrations_engine.preflight import preflight
 from migrations_engine.secrets import secret_put
 from tests.demo_support import DemoUnderTest
 
@@ -127,6 +128,8 @@ def migrate(
         SOURCE,
         "--port",
         "8443",
+        "--check-ports",
+        "8080,8443,3306,2222",
         "--password-file",
         str(password_file),
         "--confirm-fingerprint",
@@ -185,6 +188,8 @@ def test_a_wrong_fingerprint_stops_before_anything(fresh: dict[str, str], tmp_pa
         SOURCE,
         "--port",
         "8443",
+        "--check-ports",
+        "8080,8443,3306,2222",
         "--password-file",
         str(tmp_path / "password"),
         "--confirm-fingerprint",
@@ -194,6 +199,31 @@ def test_a_wrong_fingerprint_stops_before_anything(fresh: dict[str, str], tmp_pa
     )
     assert result.returncode != 0
     assert "not the one confirmed" in result.stderr
+
+
+def test_a_closed_port_stops_before_anything_with_its_fix(
+    fresh: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "password").write_text(fresh["SOURCE_ADMIN_PASSWORD"])
+    result = manage(
+        "current",
+        "migrate_from",
+        SOURCE,
+        "--port",
+        "8443",
+        "--check-ports",
+        "8443,2223",
+        "--password-file",
+        str(tmp_path / "password"),
+        "--confirm-fingerprint",
+        "AA:BB",
+        "--yes",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "[FAILED] Port 2223 (TCP): connection refused" in result.stdout
+    assert f"Open TCP port 2223 from this system to {SOURCE}" in result.stderr
+    assert peer(fresh).info()["maintenance"] is False
 
 
 def test_standalone_swap_off_completes_with_identical_data(
@@ -484,3 +514,16 @@ def test_a_lost_queue_does_not_lose_the_run_and_holds_no_secret(
     output, _ = follower.communicate(timeout=600)
     assert follower.returncode == 0, output
     assert_data_identical(fresh)
+
+
+def test_preflight_finds_what_is_wrong_and_what_is_right(fresh: dict[str, str]) -> None:
+    ports = [8080, 8443, 3306, 2222]
+    wrong = preflight(SOURCE, "not-the-password", port=8443, ports=ports)
+    assert [check.ok for check in wrong.checks] == [True] * 5 + [False]
+    assert wrong.checks[-1].detail == "The Admin User password is wrong."
+    right = preflight(SOURCE, fresh["SOURCE_ADMIN_PASSWORD"], port=8443, ports=ports)
+    assert right.ok, right.checks
+    pem = Path(fresh["SOURCE_CERTIFICATE"]).read_text()
+    assert right.fingerprint == certificate_fingerprint(pem)
+    assert right.source_info is not None
+    assert right.source_info["host_name"] == "appliance-old"

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from migrations_engine import executor
 from migrations_engine.models import MigrationRun, OperationStatus, RunStatus
 from migrations_engine.peer_client import PeerError
+from migrations_engine.preflight import AddressRefused, preflight, source_address_check
 from migrations_engine.report import report_html
 from migrations_engine.services import PreparationError, run_prepare
 
@@ -31,7 +32,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("source_address")
-        parser.add_argument("--port", type=int, default=443)
+        parser.add_argument("--port", type=int, default=443, help="the source's HTTPS port")
+        parser.add_argument(
+            "--check-ports", help="ports to check first (default: 80, the HTTPS port, 3306, 22)"
+        )
         parser.add_argument("--password-file", help="file holding the source's Admin User password")
         parser.add_argument(
             "--confirm-fingerprint", required=True, help="the source certificate's SHA-256"
@@ -48,6 +52,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = self._password(options["password_file"])
+        self._preflight(options, password)
         try:
             run = run_prepare(
                 address=options["source_address"],
@@ -80,6 +85,23 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS("Congratulations! Migration was successfully completed")
         )
+
+    def _preflight(self, options: dict[str, Any], password: str) -> None:
+        """Check the source before anything else; stop with every failure and its fix."""
+        try:
+            address = source_address_check(options["source_address"])
+        except AddressRefused as error:
+            raise CommandError(str(error)) from None
+        ports = [80, options["port"], 3306, 22]
+        if options["check_ports"]:
+            ports = [int(port) for port in options["check_ports"].split(",")]
+        checks = preflight(address, password, port=options["port"], ports=ports).checks
+        for check in checks:
+            self.stdout.write(f"  [{'ok' if check.ok else 'FAILED'}] {check.name}: {check.detail}")
+        failed = [check for check in checks if not check.ok]
+        if failed:
+            fixes = "\n".join(f"- {check.name}: {check.fix}" for check in failed)
+            raise CommandError(f"The source is not ready for a migration:\n{fixes}")
 
     def _password(self, path: str | None) -> str:
         if path:
