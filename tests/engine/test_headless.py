@@ -78,20 +78,26 @@ def peer(demo: dict[str, str]) -> PeerClient:
     return client
 
 
-@pytest.fixture
-def fresh(demo: dict[str, str]) -> dict[str, str]:
-    """Both nodes as the demo made them: source in service, current unlicensed."""
-    peer(demo).maintenance(enabled=False)
+def seed_source(*options: str) -> None:
+    """The source as the demo seeds it (small unless told), with any other seed options."""
+    size = [] if "--size" in options else ["--size", "small"]
     manage(
         "source",
         "seed_node",
-        "--size",
-        "small",
+        *size,
         "--host-name",
         "appliance-old",
         "--ip-address",
         SOURCE,
+        *options,
     )
+
+
+@pytest.fixture
+def fresh(demo: dict[str, str]) -> dict[str, str]:
+    """Both nodes as the demo made them: source in service, current unlicensed."""
+    peer(demo).maintenance(enabled=False)
+    seed_source()
     manage(
         "current",
         "seed_node",
@@ -330,16 +336,7 @@ def restart_worker(env: dict[str, str] | None = None) -> None:
 def test_a_worker_killed_during_the_copy_does_not_stop_the_run(
     fresh: dict[str, str], tmp_path: Path
 ) -> None:
-    manage(
-        "source",
-        "seed_node",
-        "--size",
-        "demo",
-        "--host-name",
-        "appliance-old",
-        "--ip-address",
-        SOURCE,
-    )
+    seed_source("--size", "demo")
     earlier = newest_run_id()
     follower = migrate(fresh, tmp_path, "--yes", background=True)
     deadline = time.monotonic() + 300
@@ -357,20 +354,7 @@ def test_a_worker_killed_during_the_copy_does_not_stop_the_run(
 
 
 def test_ha_source_with_swap_and_every_option(fresh: dict[str, str], tmp_path: Path) -> None:
-    manage(
-        "source",
-        "seed_node",
-        "--size",
-        "small",
-        "--host-name",
-        "appliance-old",
-        "--ip-address",
-        SOURCE,
-        "--role",
-        "ha_master",
-        "--ha-peer",
-        "127.0.0.23",
-    )
+    seed_source("--role", "ha_master", "--ha-peer", "127.0.0.23")
     client = peer(fresh)
     source_before = client.info()
     source_settings = client.settings()["settings"]
