@@ -151,7 +151,7 @@ class RunContext:
         try:
             account = json.loads(secret_get(self.run, "database_account"))
         except SecretMissing:
-            account = self.peer_call("database_account", f"run-{self.run.id}")
+            account = self.peer_call("database_account", self.run.peer_ref)
             secret_put(self.run, "database_account", json.dumps(account))
         host = account["host"]
         if ipaddress.ip_address(host).is_loopback if _is_address(host) else host == "localhost":

@@ -224,13 +224,12 @@ def _undo(run: MigrationRun, fence: int, *, include_failed: bool) -> None:
 
 
 def _revoke_quietly(run: MigrationRun) -> None:
-    from migrations_engine.context import RunContext as Context
-
+    """Have the source drop what it issued to the run; it expires them anyway if unreachable."""
     state = run.operations.order_by("position").first()
     if state is None:
         return
     try:
-        count = Context(run, state, run.fence).peer_call("revoke", f"run-{run.id}")
+        count = RunContext(run, state, run.fence).peer_call("revoke", run.peer_ref)
         run_log(run.id, f"revoked {count} credential(s) on the source")
     except Exception as error:
         run_log(run.id, f"could not revoke the run's credentials now ({error}); they expire")

@@ -69,6 +69,11 @@ class MigrationRun(models.Model):
         return f"run {self.pk} from {self.source_address or '?'} ({self.status})"
 
     @property
+    def peer_ref(self) -> str:
+        """How the source knows this run's credentials (database account, SSH key)."""
+        return f"run-{self.pk}"
+
+    @property
     def is_finished(self) -> bool:
         return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ABANDONED)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from migrations_engine.plan import PlanFacts
+from migrations_engine.remote.errors import RemoteError
 
 if TYPE_CHECKING:
     from migrations_engine.context import Progress, RunContext
@@ -43,3 +44,10 @@ class Operation:
 
     def undo(self, context: RunContext) -> None:
         """Take back what `run` did, as far as it got (nothing to take back by default)."""
+
+
+def remote_failure(error: RemoteError) -> OperationFailed:
+    return OperationFailed(
+        str(error),
+        "Check that port 22 of the source is open and its SSH service runs, then Resume.",
+    )

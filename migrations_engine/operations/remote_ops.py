@@ -12,7 +12,11 @@ from typing import Any
 from django.conf import settings
 
 from migrations_engine.context import Progress, RunContext
-from migrations_engine.operations.base import Operation, OperationFailed
+from migrations_engine.operations.base import (
+    Operation,
+    OperationFailed,
+    remote_failure,
+)
 from migrations_engine.operations.system_ops import (
     run_local_command,
     wait_until_web_answers,
@@ -24,18 +28,6 @@ from migrations_engine.remote.progress import CopyProgress
 from migrations_engine.remote.reboot import reboot_and_wait
 from migrations_engine.remote.session import ssh_session
 from migrations_engine.remote.tree import copy_tree
-
-
-def run_ref(context: RunContext) -> str:
-    """How the source knows this run's credentials."""
-    return f"run-{context.run.id}"
-
-
-def remote_failure(error: RemoteError) -> OperationFailed:
-    return OperationFailed(
-        str(error),
-        "Check that port 22 of the source is open and its SSH service runs, then Resume.",
-    )
 
 
 def _file_receipt(directory: Path, name: str) -> dict[str, Any]:
@@ -76,7 +68,7 @@ class RebootSystems(Operation):
             raise OperationFailed("The source did not say how it reboots.", "Update the source.")
         progress.update(0.1, message="rebooting the source", force=True)
         try:
-            with ssh_session(context.peer(), run_ref(context)) as session:
+            with ssh_session(context.peer(), context.run.peer_ref) as session:
                 outcome = reboot_and_wait(
                     session.client,
                     command,
@@ -134,7 +126,7 @@ class CopySyslog(Operation):
             )
 
         try:
-            with ssh_session(context.peer(), run_ref(context)) as session:
+            with ssh_session(context.peer(), context.run.peer_ref) as session:
                 copied = copy_tree(session.client, source_dir, target_dir, progress=on_progress)
         except RemoteError as error:
             raise remote_failure(error) from error

@@ -6,6 +6,7 @@ from typing import Any
 
 from migrations_engine.context import Progress, RunContext
 from migrations_engine.operations.base import Operation
+from migrations_engine.operations.data_ops import replica_stop
 from migrations_engine.plan import PlanFacts
 
 
@@ -75,10 +76,8 @@ class FinalOperations(Operation):
         else:
             result["source_maintenance"] = "on (the source is retired)"
         if context.run.operations.filter(name="copy_data_and_replica").exists():
-            from migrations_engine.operations.data_ops import replica_stop
-
             replica_stop(context.target_database())
             result["replica"] = "caught up, then stopped before the run's account is dropped"
-        result["credentials_revoked"] = context.peer_call("revoke", f"run-{context.run.id}")
+        result["credentials_revoked"] = context.peer_call("revoke", context.run.peer_ref)
         context.log("final operations done")
         return result

@@ -15,8 +15,11 @@ from django.utils import timezone
 from appliance import services
 from appliance.certificates import self_signed_certificate
 from migrations_engine.context import Progress, RunContext
-from migrations_engine.operations.base import Operation, OperationFailed
+from migrations_engine.operations.base import Operation, OperationFailed, remote_failure
 from migrations_engine.peer_client import PeerError, PinnedHTTPSConnection
+from migrations_engine.remote.errors import RemoteError
+from migrations_engine.remote.session import ssh_session
+from migrations_engine.remote.tree import copy_file
 
 COMMAND_TIMEOUT = 120
 
@@ -74,14 +77,9 @@ class UpdateCertificates(Operation):
 
     @staticmethod
     def _copy_source_certificate(context: RunContext, cert: Path, key: Path) -> None:
-        from migrations_engine.operations.remote_ops import remote_failure, run_ref
-        from migrations_engine.remote.errors import RemoteError
-        from migrations_engine.remote.session import ssh_session
-        from migrations_engine.remote.tree import copy_file
-
         files = context.run.source_info.get("certificate_files") or {}
         try:
-            with ssh_session(context.peer(), run_ref(context)) as session:
+            with ssh_session(context.peer(), context.run.peer_ref) as session:
                 for remote, local, private in (
                     (files["certificate"], cert, False),
                     (files["key"], key, True),

@@ -118,15 +118,29 @@ def migrate(
     *extra: str,
     env: dict[str, str] | None = None,
     background: bool = False,
+    fingerprint: str = "",
+    ports: str = "8080,8443,3306,2222",
 ) -> Any:
+    """Run migrate_from as the current system (the real fingerprint unless one is given)."""
     password_file = tmp_path / "password"
     password_file.write_text(demo["SOURCE_ADMIN_PASSWORD"])
-    fingerprint = subprocess.run(
-        ["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", demo["SOURCE_CERTIFICATE"]],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    fingerprint = (
+        fingerprint
+        or subprocess.run(
+            [
+                "openssl",
+                "x509",
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+                "-in",
+                demo["SOURCE_CERTIFICATE"],
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     command = [
         sys.executable,
         "manage.py",
@@ -135,7 +149,7 @@ def migrate(
         "--port",
         "8443",
         "--check-ports",
-        "8080,8443,3306,2222",
+        ports,
         "--password-file",
         str(password_file),
         "--confirm-fingerprint",
@@ -187,22 +201,7 @@ def test_without_yes_only_the_plan_is_shown(fresh: dict[str, str], tmp_path: Pat
 
 
 def test_a_wrong_fingerprint_stops_before_anything(fresh: dict[str, str], tmp_path: Path) -> None:
-    (tmp_path / "password").write_text(fresh["SOURCE_ADMIN_PASSWORD"])
-    result = manage(
-        "current",
-        "migrate_from",
-        SOURCE,
-        "--port",
-        "8443",
-        "--check-ports",
-        "8080,8443,3306,2222",
-        "--password-file",
-        str(tmp_path / "password"),
-        "--confirm-fingerprint",
-        "AA:BB",
-        "--yes",
-        check=False,
-    )
+    result = migrate(fresh, tmp_path, "--yes", fingerprint="AA:BB")
     assert result.returncode != 0
     assert "not the one confirmed" in result.stderr
 
@@ -210,22 +209,7 @@ def test_a_wrong_fingerprint_stops_before_anything(fresh: dict[str, str], tmp_pa
 def test_a_closed_port_stops_before_anything_with_its_fix(
     fresh: dict[str, str], tmp_path: Path
 ) -> None:
-    (tmp_path / "password").write_text(fresh["SOURCE_ADMIN_PASSWORD"])
-    result = manage(
-        "current",
-        "migrate_from",
-        SOURCE,
-        "--port",
-        "8443",
-        "--check-ports",
-        "8443,2223",
-        "--password-file",
-        str(tmp_path / "password"),
-        "--confirm-fingerprint",
-        "AA:BB",
-        "--yes",
-        check=False,
-    )
+    result = migrate(fresh, tmp_path, "--yes", fingerprint="AA:BB", ports="8443,2223")
     assert result.returncode != 0
     assert "[FAILED] Port 2223 (TCP): connection refused" in result.stdout
     assert f"Open TCP port 2223 from this system to {SOURCE}" in result.stderr
