@@ -209,6 +209,19 @@ def data_size_bytes() -> int:
     return int(size)
 
 
+def data_tables() -> list[dict[str, Any]]:
+    """The data database's tables with their approximate rows and bytes, by name."""
+    with connections[DATA_DB_ALIAS].cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name, COALESCE(table_rows, 0), COALESCE(data_length + index_length, 0) "
+            "FROM information_schema.tables WHERE table_schema = DATABASE() "
+            "AND table_type = 'BASE TABLE' AND table_name <> 'django_migrations' "
+            "ORDER BY table_name"
+        )
+        rows = cursor.fetchall()
+    return [{"name": name, "rows": int(count), "bytes": int(size)} for name, count, size in rows]
+
+
 def data_schema_version() -> str:
     """The newest migration applied to the data database ('' when none is)."""
     with connections[DATA_DB_ALIAS].cursor() as cursor:
@@ -259,6 +272,7 @@ def node_info() -> dict[str, Any]:
         "software_version": SOFTWARE_VERSION,
         "data_schema_version": data_schema_version(),
         "data_size_bytes": data_size_bytes(),
+        "data_tables": data_tables(),
         "traffic_log_files": log_files,
         "traffic_log_bytes": log_bytes,
         "tls_fingerprint": tls_fingerprint(),

@@ -170,6 +170,12 @@ APPLIANCE_WEB_PORT = env_int("APPLIANCE_WEB_PORT", 443, minimum=1)
 
 # The wizard: a loopback source is only accepted where this says so (the demo and tests).
 WIZARD_ALLOW_LOOPBACK = env_bool("WIZARD_ALLOW_LOOPBACK", False)
+# How the current system reaches a source: its HTTPS port, and the ports checked before a run.
+MIGRATION_SOURCE_HTTPS_PORT = env_int("MIGRATION_SOURCE_HTTPS_PORT", 443, minimum=1)
+MIGRATION_SOURCE_PORTS = [
+    int(port)
+    for port in env_list("MIGRATION_SOURCE_PORTS", f"80,{MIGRATION_SOURCE_HTTPS_PORT},3306,22")
+]
 
 # Execution of a migration on this node when it is the current system.
 MIGRATION_COPY_WORKERS = env_int("MIGRATION_COPY_WORKERS", 2, minimum=1)

@@ -43,7 +43,7 @@ class RunRefused(Exception):
 def run_facts(run: MigrationRun) -> PlanFacts:
     """The facts that decide a run's plan."""
     return PlanFacts(
-        source_is_ha=run.source_info.get("server_role", "standalone") != "standalone",
+        source_is_ha=run.source_is_ha,
         swap_configuration=run.swap_configuration,
         migrate_licence=run.migrate_licence,
         copy_traffic_logs=run.copy_traffic_logs,

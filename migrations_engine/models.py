@@ -39,6 +39,13 @@ class MigrationRun(models.Model):
     source_certificate = models.TextField(blank=True, help_text="the pinned certificate (PEM)")
     source_fingerprint = models.CharField(max_length=100, blank=True)
     source_info = models.JSONField(default=dict, blank=True)
+    current_info = models.JSONField(
+        default=dict, blank=True, help_text="this system's identity when the run was prepared"
+    )
+    checks = models.JSONField(default=list, blank=True, help_text="the last pre-flight checks")
+    checked_at = models.DateTimeField(null=True, blank=True)
+    fingerprint_confirmed = models.BooleanField(default=False)
+    options_chosen = models.BooleanField(default=False)
 
     swap_configuration = models.BooleanField(default=False)
     migrate_licence = models.BooleanField(default=False)
@@ -64,6 +71,9 @@ class MigrationRun(models.Model):
 
     log = models.TextField(blank=True)
     report = models.JSONField(default=dict, blank=True)
+    closed_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the administrator closed it (a new run may begin)"
+    )
 
     def __str__(self) -> str:
         return f"run {self.pk} from {self.source_address or '?'} ({self.status})"
@@ -76,6 +86,20 @@ class MigrationRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ABANDONED)
+
+    @property
+    def checks_passed(self) -> bool:
+        return bool(self.checks) and all(check["ok"] for check in self.checks)
+
+    @property
+    def source_is_ha(self) -> bool:
+        return self.source_info.get("server_role", "standalone") != "standalone"
+
+    @property
+    def source_name(self) -> str:
+        """The source's fully qualified host name."""
+        info = self.source_info
+        return ".".join(part for part in (info.get("host_name"), info.get("domain_name")) if part)
 
 
 class OperationStatus(models.TextChoices):

@@ -37,6 +37,7 @@ PORTS = {
     3306: "MySQL: the data copy",
     22: "SSH: traffic logs, certificates, reboot",
 }
+PASSWORD_CHECK = "Admin User password"  # noqa: S105 (the name of a check)
 SPACE_MARGIN = 1.2
 """Room wanted here, as a multiple of what the source holds."""
 
@@ -199,9 +200,9 @@ def preflight(
         fix = "Enter the Admin User password of the source system."
         if error.retry_after:
             fix = f"Wait {error.retry_after} seconds, then try again with the right password."
-        checks.append(Check("Admin User password", False, str(error), fix))
+        checks.append(Check(PASSWORD_CHECK, False, str(error), fix))
         return Preflight(checks, pem, fingerprint)
-    checks.append(Check("Admin User password", True, "accepted by the source"))
+    checks.append(Check(PASSWORD_CHECK, True, "accepted by the source"))
     checks.append(version_check(info))
     checks.extend(disk_check(info))
     return Preflight(checks, pem, fingerprint, info)

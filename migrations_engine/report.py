@@ -8,6 +8,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from appliance import services
+from migrations_engine.advice import dns_advice_after
 from migrations_engine.models import MigrationRun
 
 
@@ -54,6 +55,7 @@ def report_build(run: MigrationRun) -> dict[str, Any]:
         },
         "operations": operations,
         "not_run": skipped,
+        "dns_advice": dns_advice_after(run),
         "licence": {"guid": licence.guid, "state": licence.state},
         "certificate_fingerprint": services.tls_fingerprint(),
         "started_at": run.started_at.isoformat() if run.started_at else None,

@@ -53,6 +53,11 @@ def secret_get(run: MigrationRun, name: str) -> str:
         ) from None
 
 
+def secret_forget(run: MigrationRun, name: str) -> None:
+    """Delete one of a run's secrets (it was wrong, or is no longer needed)."""
+    RunSecret.objects.filter(run=run, name=name).delete()
+
+
 def secrets_forget(run: MigrationRun) -> None:
     """Delete every secret of a run (at its end, whatever the outcome)."""
     RunSecret.objects.filter(run=run).delete()

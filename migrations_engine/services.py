@@ -6,14 +6,19 @@ Used by the wizard and by `manage.py migrate_from`, so both prepare runs the sam
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
+
 from appliance import services as node_services
-from migrations_engine.executor import run_plan
-from migrations_engine.models import MigrationRun
+from migrations_engine.executor import RunRefused, run_abandon, run_plan, run_start
+from migrations_engine.models import MigrationRun, RunStatus
 from migrations_engine.peer_client import PeerClient, certificate_fingerprint, fetch_certificate
 from migrations_engine.plan import licence_migration_refusal
-from migrations_engine.secrets import secret_put
+from migrations_engine.preflight import PASSWORD_CHECK, preflight, source_address_check
+from migrations_engine.secrets import SecretMissing, secret_forget, secret_get, secret_put
 
 
 class PreparationError(Exception):
@@ -52,12 +57,8 @@ def run_prepare(
     client.login(password)
     info = client.info()
     client.logout()
-    if migrate_licence:
-        refusal = licence_migration_refusal(
-            target_licence_state=node_services.licence_get().state, source_info=info
-        )
-        if refusal:
-            raise PreparationError(f"Migrate License is not possible: {refusal}")
+    if migrate_licence and (refusal := licence_refusal(info)):
+        raise PreparationError(f"Migrate License is not possible: {refusal}")
     run = MigrationRun.objects.create(
         created_by=user if getattr(user, "pk", None) else None,
         source_address=address,
@@ -73,3 +74,163 @@ def run_prepare(
     secret_put(run, "admin_password", password)
     run_plan(run)
     return run
+
+
+# The same preparation in steps, as the wizard takes it: each step writes to the run's row, so
+# any staff browser sees the same run and a closed browser loses nothing.
+
+
+def wizard_run() -> MigrationRun | None:
+    """The run the wizard is on: the one in progress, else the newest one not closed."""
+    active = MigrationRun.objects.filter(active=True).first()
+    if active is not None:
+        return active
+    return (
+        MigrationRun.objects.filter(closed_at__isnull=True)
+        .exclude(status=RunStatus.ABANDONED)
+        .order_by("-id")
+        .first()
+    )
+
+
+def draft_source_check(
+    run: MigrationRun | None, *, address: str, password: str, user_id: int | None = None
+) -> MigrationRun:
+    """Check the source named on the Source step and keep what was found in the (new) draft.
+
+    AddressRefused when the address cannot be a source; PreparationError when no password is
+    known. The password is kept encrypted for the run unless the source refused it.
+    """
+    address = source_address_check(address)
+    if run is not None and run.status != RunStatus.DRAFT:
+        raise PreparationError("This migration has started; its source cannot change.")
+    if not password and run is not None and run.source_address == address:
+        password = _known_password(run)
+    if not password:
+        raise PreparationError("Enter the Admin User password of the source system.")
+    found = preflight(
+        address,
+        password,
+        port=settings.MIGRATION_SOURCE_HTTPS_PORT,
+        ports=settings.MIGRATION_SOURCE_PORTS,
+    )
+    if run is None:
+        run = MigrationRun(created_by_id=user_id)
+    if run.source_address != address or run.source_fingerprint != found.fingerprint:
+        run.fingerprint_confirmed = False
+        run.options_chosen = False
+    run.source_address = address
+    run.source_port = settings.MIGRATION_SOURCE_HTTPS_PORT
+    run.source_certificate = found.certificate
+    run.source_fingerprint = found.fingerprint
+    run.source_info = found.source_info or {}
+    run.current_info = _current_info()
+    run.checks = [asdict(check) for check in found.checks]
+    run.checked_at = timezone.now()
+    run.save()
+    if any(check.name == PASSWORD_CHECK and not check.ok for check in found.checks):
+        secret_forget(run, "admin_password")
+    else:
+        secret_put(run, "admin_password", password)
+    return run
+
+
+def _known_password(run: MigrationRun) -> str:
+    try:
+        return secret_get(run, "admin_password")
+    except SecretMissing:
+        return ""
+
+
+def _current_info() -> dict[str, Any]:
+    node = node_services.node_get()
+    return {
+        "host_name": node.host_name,
+        "domain_name": node.domain_name,
+        "ip_address": node.ip_address,
+        "licence_state": node_services.licence_get().state,
+    }
+
+
+def draft_fingerprint_confirm(run: MigrationRun) -> None:
+    """The administrator compared the source's certificate fingerprint and it matches."""
+    _require_draft(run, checks=True)
+    run.fingerprint_confirmed = True
+    run.save(update_fields=["fingerprint_confirmed"])
+
+
+def licence_refusal(source_info: dict[str, Any]) -> str:
+    """Why this source's licence cannot move to this system ('' when it can)."""
+    return licence_migration_refusal(
+        target_licence_state=node_services.licence_get().state, source_info=source_info
+    )
+
+
+def draft_options_set(
+    run: MigrationRun,
+    *,
+    swap_configuration: bool,
+    migrate_licence: bool,
+    copy_traffic_logs: bool,
+    tables: list[str] | None,
+) -> None:
+    """Keep the chosen options and plan the run for them."""
+    _require_draft(run, checks=True, fingerprint=True)
+    if migrate_licence and (refusal := licence_refusal(run.source_info)):
+        raise PreparationError(f"Migrate License is not possible: {refusal}")
+    if tables is not None:
+        known = {table["name"] for table in run.source_info.get("data_tables", [])}
+        unknown = sorted(set(tables) - known)
+        if unknown:
+            raise PreparationError(f"The source has no table {', '.join(unknown)}.")
+        if not tables:
+            raise PreparationError("Choose at least one table, or all data.")
+    run.swap_configuration = swap_configuration
+    run.migrate_licence = migrate_licence
+    run.copy_traffic_logs = copy_traffic_logs
+    run.tables = tables
+    run.options_chosen = True
+    run.save()
+    run_plan(run)
+
+
+def draft_execute(run: MigrationRun, *, typed_name: str) -> None:
+    """Start the run once the administrator typed the source's host name to confirm."""
+    _require_draft(run, checks=True, fingerprint=True, options=True)
+    typed = typed_name.strip().lower()
+    names = {run.source_info.get("host_name", "").lower(), run.source_name.lower()}
+    if not typed or typed not in names:
+        raise PreparationError(
+            f"Type the source's host name ({run.source_info.get('host_name')}) to confirm."
+        )
+    if not _known_password(run):
+        raise PreparationError(
+            "The source's Admin User password is no longer known here: go back to Source "
+            "and enter it again."
+        )
+    try:
+        run_start(run)
+    except RunRefused as error:
+        raise PreparationError(str(error)) from None
+
+
+def _require_draft(
+    run: MigrationRun, *, checks: bool = False, fingerprint: bool = False, options: bool = False
+) -> None:
+    if run.status != RunStatus.DRAFT:
+        raise PreparationError("This migration has started; its preparation cannot change.")
+    if checks and not run.checks_passed:
+        raise PreparationError("The source has not passed every check yet.")
+    if fingerprint and not run.fingerprint_confirmed:
+        raise PreparationError("Confirm the source's certificate fingerprint first.")
+    if options and not run.options_chosen:
+        raise PreparationError("Choose the options first.")
+
+
+def run_close(run: MigrationRun) -> None:
+    """The administrator is done with this run (a finished one, or a draft given up)."""
+    if run.status == RunStatus.DRAFT:
+        run_abandon(run)
+    elif not run.is_finished:
+        raise PreparationError("A migration in progress cannot be closed.")
+    MigrationRun.objects.filter(id=run.id).update(closed_at=timezone.now())

@@ -308,6 +308,11 @@ def build_nodes(keys: dict[str, str], ssh: SSHServer, source_db: MariaDBServer) 
     )
     for node in (source, current):
         node.env["APPLIANCE_WEB_PORT"] = str(node.https_port)
+    # The wizard on the current system reaches the source on the demo's ports.
+    current.env["MIGRATION_SOURCE_HTTPS_PORT"] = str(source.https_port)
+    current.env["MIGRATION_SOURCE_PORTS"] = (
+        f"{source.http_port},{source.https_port},{source_db.port},{ssh.port}"
+    )
     return [source, current]
 
 

@@ -1,4 +1,4 @@
-"""URLs of the wizard's steps."""
+"""URLs of the wizard's steps, the progress partial and the run's actions."""
 
 from django.urls import path
 
@@ -7,5 +7,17 @@ from wizard import views
 app_name = "wizard"
 
 urlpatterns = [
-    path("", views.welcome, name="welcome"),
+    path("", views.start, name="start"),
+    path("welcome/", views.welcome, name="welcome"),
+    path("source/", views.source, name="source"),
+    path("source-info/", views.source_info, name="source_info"),
+    path("options/", views.options, name="options"),
+    path("confirmation/", views.confirmation, name="confirmation"),
+    path("execution/", views.execution, name="execution"),
+    path("result/", views.result, name="result"),
+    path("close/", views.close, name="close"),
+    path("runs/<int:run_id>/progress/", views.progress, name="progress"),
+    path("runs/<int:run_id>/resume/", views.resume, name="resume"),
+    path("runs/<int:run_id>/abandon/", views.abandon, name="abandon"),
+    path("runs/<int:run_id>/report.html", views.report, name="report"),
 ]

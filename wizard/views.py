@@ -1,12 +1,259 @@
-"""The wizard's pages."""
+"""The wizard's pages: each step reads and writes the run's row through the engine's services."""
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth import logout
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from appliance.decorators import staff_required
+from migrations_engine import executor
+from migrations_engine.advice import dns_advice_after, dns_advice_before
+from migrations_engine.models import MigrationRun, RunStatus
+from migrations_engine.preflight import AddressRefused
+from migrations_engine.report import report_html
+from migrations_engine.services import (
+    PreparationError,
+    draft_execute,
+    draft_fingerprint_confirm,
+    draft_options_set,
+    draft_source_check,
+    licence_refusal,
+    run_close,
+    wizard_run,
+)
+from wizard.forms import ConfirmationForm, OptionsForm, SourceForm, SourceInfoForm
+from wizard.steps import STEP_BY_NAME, STEPS, furthest_step, step_allowed
+
+POLL_STOP = 286
+"""htmx stops polling on this status."""
+
+View = Callable[..., HttpResponseBase]
+
+
+def wizard_step(name: str) -> Callable[[View], View]:
+    """A staff-only step page: it gets the wizard's run, or is sent to the step it may show."""
+
+    def decorate(view: View) -> View:
+        @staff_required
+        @wraps(view)
+        def wrapper(request: HttpRequest) -> HttpResponseBase:
+            run = wizard_run()
+            if not step_allowed(run, name):
+                return redirect(f"wizard:{furthest_step(run)}")
+            return view(request, run)
+
+        return wrapper
+
+    return decorate
+
+
+def page(request: HttpRequest, name: str, run: MigrationRun | None, **context: Any) -> HttpResponse:
+    """A step's page with the step indicator."""
+    furthest = STEP_BY_NAME[furthest_step(run)].number
+    return render(
+        request,
+        f"wizard/{name}.html",
+        {"steps": STEPS, "step": STEP_BY_NAME[name], "furthest": furthest, "run": run, **context},
+    )
 
 
 @staff_required
-def welcome(request: HttpRequest) -> HttpResponse:
+def start(request: HttpRequest) -> HttpResponse:
+    """/wizard/: the step the wizard's run is on (Welcome when there is none)."""
+    run = wizard_run()
+    return redirect(f"wizard:{'welcome' if run is None else furthest_step(run)}")
+
+
+@wizard_step("welcome")
+def welcome(request: HttpRequest, run: MigrationRun | None) -> HttpResponse:
     """Step 1: what will happen and what is needed."""
-    return render(request, "wizard/welcome.html")
+    return page(request, "welcome", run)
+
+
+@wizard_step("source")
+def source(request: HttpRequest, run: MigrationRun | None) -> HttpResponse:
+    """Step 2: the source's address and password, and the pre-flight checks."""
+    initial = {"address": run.source_address} if run else {}
+    form = SourceForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            draft_source_check(
+                run,
+                address=form.cleaned_data["address"],
+                password=form.cleaned_data["password"],
+                user_id=request.user.pk,
+            )
+            return redirect("wizard:source")
+        except AddressRefused as error:
+            form.add_error("address", str(error))
+        except PreparationError as error:
+            form.add_error("password", str(error))
+    return page(request, "source", run, form=form)
+
+
+@wizard_step("source_info")
+def source_info(request: HttpRequest, run: MigrationRun) -> HttpResponse:
+    """Step 3: who the source is, its certificate to confirm, HA or standalone."""
+    form = SourceInfoForm(
+        request.POST or None, initial={"fingerprint_matches": run.fingerprint_confirmed}
+    )
+    if request.method == "POST" and form.is_valid():
+        draft_fingerprint_confirm(run)
+        return redirect("wizard:options")
+    return page(
+        request, "source_info", run, form=form, info=run.source_info, advice=dns_advice_before(run)
+    )
+
+
+@wizard_step("options")
+def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
+    """Step 4: Swap Configuration, Migrate License, Copy User Traffic Logs, which data."""
+    tables = run.source_info.get("data_tables", [])
+    initial = {
+        "swap_configuration": run.swap_configuration,
+        "migrate_licence": run.migrate_licence,
+        "copy_traffic_logs": run.copy_traffic_logs,
+        "scope": "all" if run.tables is None else "chosen",
+        "tables": run.tables or [],
+    }
+    form = OptionsForm(
+        request.POST or None,
+        initial=initial,
+        tables=[(table["name"], table["name"]) for table in tables],
+        licence_refusal=licence_refusal(run.source_info),
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            draft_options_set(
+                run,
+                swap_configuration=form.cleaned_data["swap_configuration"],
+                migrate_licence=form.cleaned_data["migrate_licence"],
+                copy_traffic_logs=form.cleaned_data["copy_traffic_logs"],
+                tables=form.chosen_tables(),
+            )
+            return redirect("wizard:confirmation")
+        except PreparationError as error:
+            form.add_error(None, str(error))
+    return page(request, "options", run, form=form, info=run.source_info, tables=tables)
+
+
+@wizard_step("confirmation")
+def confirmation(request: HttpRequest, run: MigrationRun) -> HttpResponse:
+    """Step 5: the exact operations, the warning, and the typed confirmation before Execute."""
+    form = ConfirmationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            draft_execute(run, typed_name=form.cleaned_data["host_name"])
+            return redirect("wizard:execution")
+        except PreparationError as error:
+            form.add_error("host_name", str(error))
+    return page(request, "confirmation", run, form=form)
+
+
+@wizard_step("execution")
+def execution(request: HttpRequest, run: MigrationRun) -> HttpResponse:
+    """Step 6: one progress bar per operation, kept up to date by the progress partial."""
+    return page(request, "execution", run, **progress_context(run))
+
+
+def progress_context(run: MigrationRun) -> dict[str, Any]:
+    """What the progress partial shows."""
+    operations = list(run.operations.order_by("position"))
+    return {
+        "operations": operations,
+        "failed_operation": next((op for op in operations if op.status == "failed"), None),
+        "failed": run.status == RunStatus.FAILED,
+        "succeeded": run.status == RunStatus.SUCCEEDED,
+        "polling": run.status in (RunStatus.QUEUED, RunStatus.RUNNING),
+    }
+
+
+@staff_required
+def progress(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The progress partial, polled once a second; status 286 once the run has ended."""
+    run = MigrationRun.objects.filter(id=run_id).first()
+    if run is None:
+        return HttpResponse("This migration no longer exists.", status=POLL_STOP)
+    context = progress_context(run)
+    response = render(request, "wizard/progress.html", {"run": run, **context})
+    if not context["polling"]:
+        response.status_code = POLL_STOP
+    return response
+
+
+@require_POST
+@staff_required
+def resume(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Resume a failed run where it stopped."""
+    return _run_action(request, run_id, executor.run_resume)
+
+
+@require_POST
+@staff_required
+def abandon(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Give up a failed run: what can be undone is undone; a new run may begin."""
+    return _run_action(request, run_id, _abandon_and_close)
+
+
+def _abandon_and_close(run: MigrationRun) -> None:
+    executor.run_abandon(run)
+    run_close(run)
+
+
+def _run_action(request: HttpRequest, run_id: int, action: Callable[[MigrationRun], Any]) -> Any:
+    run = MigrationRun.objects.filter(id=run_id).first()
+    error = ""
+    if run is not None:
+        try:
+            action(run)
+        except (executor.RunRefused, PreparationError) as refused:
+            error = str(refused)
+    htmx = request.headers.get("HX-Request") == "true"
+    if run is None or run.status == RunStatus.ABANDONED or not htmx:
+        if htmx:
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = reverse("wizard:start")
+            return response
+        return redirect("wizard:start")
+    run.refresh_from_db()
+    return render(
+        request, "wizard/progress.html", {"run": run, **progress_context(run), "error": error}
+    )
+
+
+@wizard_step("result")
+def result(request: HttpRequest, run: MigrationRun) -> HttpResponse:
+    """Step 7: success, the DNS advice to revert, the report, and Close."""
+    return page(request, "result", run, advice=dns_advice_after(run))
+
+
+@staff_required
+def report(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The run's report as an HTML file to download."""
+    run = MigrationRun.objects.filter(id=run_id).exclude(report={}).first()
+    if run is None:
+        return HttpResponse("This migration has no report yet.", status=404)
+    response = HttpResponse(report_html(run), content_type="text/html; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="migration-{run.id}-report.html"'
+    return response
+
+
+@require_POST
+@staff_required
+def close(request: HttpRequest) -> HttpResponse:
+    """Close the wizard: the run is done with, and the browser goes to this system's login."""
+    run = wizard_run()
+    if run is not None:
+        try:
+            run_close(run)
+        except PreparationError:
+            return redirect("wizard:execution")
+    logout(request)
+    return redirect("login")

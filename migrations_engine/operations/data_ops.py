@@ -59,7 +59,19 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
             str(error), "Fix the cause, then Resume: the copy continues where it stopped."
         ) from error
     context.log(f"copied {result.rows} rows in {len(result.tables)} tables, verified")
-    progress.update(COPY_SHARE, message="upgrading the data schema", force=True)
+    tables = len(result.tables)
+    progress.update(
+        COPY_SHARE,
+        figures={
+            "rows": result.rows,
+            "rows_total": result.rows,
+            "bytes": result.bytes,
+            "tables_done": tables,
+            "tables_total": tables,
+        },
+        message="upgrading the data schema",
+        force=True,
+    )
     steps = upgrade_data_schema()
     for step in steps:
         context.log(f"data schema upgraded to {step.version} ({step.migration})")

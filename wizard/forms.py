@@ -1,0 +1,76 @@
+"""The wizard's forms: what each step asks, with a visible label for every field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+
+class SourceForm(forms.Form):
+    """Step 2: which system to migrate from, and its Admin User password."""
+
+    address = forms.CharField(
+        label="IP Address of the Source System",
+        max_length=45,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text="IPv4 or IPv6. All local data will be deleted and overwritten.",
+    )
+    password = forms.CharField(
+        label="Admin User Password",
+        required=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+        help_text="The source's Admin User password. Kept encrypted for this migration only.",
+    )
+
+
+class SourceInfoForm(forms.Form):
+    """Step 3: the administrator confirms the source's certificate fingerprint."""
+
+    fingerprint_matches = forms.BooleanField(
+        label="The fingerprint above matches the one shown on the source's console",
+        required=True,
+    )
+
+
+class OptionsForm(forms.Form):
+    """Step 4: the migration options and which data to migrate."""
+
+    swap_configuration = forms.BooleanField(label="Swap Configuration", required=False)
+    migrate_licence = forms.BooleanField(label="Migrate License", required=False)
+    copy_traffic_logs = forms.BooleanField(label="Copy User Traffic Logs", required=False)
+    scope = forms.ChoiceField(
+        label="Data to migrate",
+        choices=[("all", "All data"), ("chosen", "Only the tables chosen below")],
+        widget=forms.RadioSelect,
+        initial="all",
+    )
+    tables = forms.MultipleChoiceField(
+        label="Tables", required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(
+        self, *args: Any, tables: list[tuple[str, str]], licence_refusal: str, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        fields: Any = self.fields
+        fields["tables"].choices = tables
+        if licence_refusal:
+            fields["migrate_licence"].disabled = True
+            fields["migrate_licence"].help_text = f"Not available: {licence_refusal}"
+
+    def chosen_tables(self) -> list[str] | None:
+        """None for all data, else the tables ticked."""
+        if self.cleaned_data["scope"] == "all":
+            return None
+        return list(self.cleaned_data["tables"])
+
+
+class ConfirmationForm(forms.Form):
+    """Step 5: the administrator types the source's host name to start the run."""
+
+    host_name = forms.CharField(
+        label="Type the source's host name to confirm",
+        max_length=255,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
