@@ -74,6 +74,8 @@ def source_address_check(text: str) -> str:
         address = ipaddress.ip_address(text.strip())
     except ValueError:
         raise AddressRefused(f"{text!r} is not an IPv4 or IPv6 address.") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped  # ::ffff:a.b.c.d is judged as a.b.c.d
     if address.is_unspecified:
         raise AddressRefused("0.0.0.0 and :: mean 'any address', not a system.")
     if address.is_multicast:

@@ -229,7 +229,7 @@ def _require_draft(
 
 def run_close(run: MigrationRun) -> None:
     """The administrator is done with this run (a finished one, or a draft given up)."""
-    if run.status == RunStatus.DRAFT:
+    if run.status in (RunStatus.DRAFT, RunStatus.FAILED):
         run_abandon(run)
     elif not run.is_finished:
         raise PreparationError("A migration in progress cannot be closed.")

@@ -8,12 +8,17 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pymysql
 
 from devtools.mariadb import MariaDBServer
 from devtools.sshd import SSHServer
+from migrations_engine.peer_client import PeerClient
 from scripts.demo import read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
+DATA_TABLES = ("subscriber", "voucher", "accounting_session", "event_log")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,74 @@ class DemoUnderTest:
         """The environment that makes manage.py act as one of the demo's nodes."""
         return {**os.environ, **read_env_file(self.directory / node / "node.env")}
 
+    def manage(
+        self, node: str, *args: str, env: dict[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a management command as one of the demo's nodes."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env={**self.node_env(node), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if check:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def python(self, node: str, code: str) -> str:
+        """The last line a piece of Python prints when run as one of the demo's nodes."""
+        output = self.manage(node, "shell", "--no-imports", "-c", code).stdout
+        return str(output).strip().splitlines()[-1]
+
+    def peer(self) -> PeerClient:
+        """A logged-in client of the source's peer API."""
+        settings = self.settings()
+        client = PeerClient(
+            self.source_address, Path(settings["SOURCE_CERTIFICATE"]).read_text(), port=8443
+        )
+        client.login(settings["SOURCE_ADMIN_PASSWORD"])
+        return client
+
+    def seed_source(self, *options: str) -> None:
+        """The source as the demo seeds it (small unless told), with any other seed options."""
+        size = [] if "--size" in options else ["--size", "small"]
+        self.manage(
+            "source",
+            "seed_node",
+            *size,
+            "--host-name",
+            "appliance-old",
+            "--ip-address",
+            self.source_address,
+            *options,
+        )
+
+    def reset(self, *source_options: str) -> None:
+        """Both nodes as the demo made them: source in service, current unlicensed, no runs."""
+        self.peer().maintenance(enabled=False)
+        self.seed_source(*source_options)
+        self.manage(
+            "current",
+            "seed_node",
+            "--size",
+            "small",
+            "--host-name",
+            "appliance-new",
+            "--ip-address",
+            self.current_address,
+            "--no-licence",
+        )
+
+    def data_checksums(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """CHECKSUM TABLE of the data tables on the source and on the current system."""
+        return (
+            _checksums(self.source_address, "appliance_data"),
+            _checksums("127.0.0.1", f"{self.name}_current_data"),
+        )
+
     def stop(self) -> None:
         """Stop every process the demo started."""
         for pids in self.directory.glob("*/pids"):
@@ -74,3 +147,10 @@ class DemoUnderTest:
                     pass
         SSHServer(self.directory / "source-ssh", self.source_address, 2222).stop()
         MariaDBServer(self.directory / "source-mysql", self.source_address, 3306, 2).stop()
+
+
+def _checksums(host: str, database: str) -> dict[str, Any]:
+    with pymysql.connect(host=host, user="root", database=database) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CHECKSUM TABLE {', '.join(DATA_TABLES)}")
+            return {name.split(".")[1]: value for name, value in cursor.fetchall()}

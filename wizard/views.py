@@ -64,6 +64,11 @@ def page(request: HttpRequest, name: str, run: MigrationRun | None, **context: A
     )
 
 
+def posted(request: HttpRequest) -> Any:
+    """The form data of a POST (even an empty one), None for a GET."""
+    return request.POST if request.method == "POST" else None
+
+
 @staff_required
 def start(request: HttpRequest) -> HttpResponse:
     """/wizard/: the step the wizard's run is on (Welcome when there is none)."""
@@ -81,7 +86,7 @@ def welcome(request: HttpRequest, run: MigrationRun | None) -> HttpResponse:
 def source(request: HttpRequest, run: MigrationRun | None) -> HttpResponse:
     """Step 2: the source's address and password, and the pre-flight checks."""
     initial = {"address": run.source_address} if run else {}
-    form = SourceForm(request.POST or None, initial=initial)
+    form = SourceForm(posted(request), initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             draft_source_check(
@@ -102,7 +107,7 @@ def source(request: HttpRequest, run: MigrationRun | None) -> HttpResponse:
 def source_info(request: HttpRequest, run: MigrationRun) -> HttpResponse:
     """Step 3: who the source is, its certificate to confirm, HA or standalone."""
     form = SourceInfoForm(
-        request.POST or None, initial={"fingerprint_matches": run.fingerprint_confirmed}
+        posted(request), initial={"fingerprint_matches": run.fingerprint_confirmed}
     )
     if request.method == "POST" and form.is_valid():
         draft_fingerprint_confirm(run)
@@ -124,7 +129,7 @@ def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
         "tables": run.tables or [],
     }
     form = OptionsForm(
-        request.POST or None,
+        posted(request),
         initial=initial,
         tables=[(table["name"], table["name"]) for table in tables],
         licence_refusal=licence_refusal(run.source_info),
@@ -147,7 +152,7 @@ def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
 @wizard_step("confirmation")
 def confirmation(request: HttpRequest, run: MigrationRun) -> HttpResponse:
     """Step 5: the exact operations, the warning, and the typed confirmation before Execute."""
-    form = ConfirmationForm(request.POST or None)
+    form = ConfirmationForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
             draft_execute(run, typed_name=form.cleaned_data["host_name"])
@@ -215,6 +220,8 @@ def _run_action(request: HttpRequest, run_id: int, action: Callable[[MigrationRu
             action(run)
         except (executor.RunRefused, PreparationError) as refused:
             error = str(refused)
+    if run is not None:
+        run.refresh_from_db()
     htmx = request.headers.get("HX-Request") == "true"
     if run is None or run.status == RunStatus.ABANDONED or not htmx:
         if htmx:
@@ -222,7 +229,6 @@ def _run_action(request: HttpRequest, run_id: int, action: Callable[[MigrationRu
             response["HX-Redirect"] = reverse("wizard:start")
             return response
         return redirect("wizard:start")
-    run.refresh_from_db()
     return render(
         request, "wizard/progress.html", {"run": run, **progress_context(run), "error": error}
     )

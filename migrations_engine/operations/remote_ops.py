@@ -20,6 +20,7 @@ from migrations_engine.operations.base import (
 from migrations_engine.operations.system_ops import (
     run_local_command,
     wait_until_web_answers,
+    wait_until_web_down,
 )
 from migrations_engine.plan import PlanFacts
 from migrations_engine.remote.errors import RemoteError
@@ -59,6 +60,7 @@ class RebootSystems(Operation):
             context.remember(local_reboot_requested=True)
             context.log("rebooting this system; the run goes on when it is back")
             run_local_command(settings.APPLIANCE_REBOOT_COMMAND, context)
+            wait_until_web_down(context)
         result["current_back_after_seconds"] = round(wait_until_web_answers(context, progress), 1)
         return result
 

@@ -134,6 +134,18 @@ def web_answers() -> bool:
         connection.close()
 
 
+def wait_until_web_down(context: RunContext, settle: float = 15) -> bool:
+    """After a reboot was asked for: wait until this system's web stops answering, so that the
+    wait for it to come back does not see it still up (False if it stayed up `settle` s)."""
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        if not web_answers():
+            return True
+        time.sleep(0.5)
+    context.log(f"this system's web still answered {settle:.0f} s after the reboot command")
+    return False
+
+
 def wait_until_web_answers(context: RunContext, progress: Progress) -> float:
     """Wait until this system's HTTPS login page answers with its current certificate."""
     started = time.monotonic()

@@ -33,33 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 DEMO = DemoUnderTest("enginetest", "127.0.0.22", "127.0.0.21", "14,15")
 NAME, DEMO_DIR = DEMO.name, DEMO.directory
 SOURCE, CURRENT = DEMO.source_address, DEMO.current_address
-DATA_TABLES = ("subscriber", "voucher", "accounting_session", "event_log")
 
 pytestmark = pytest.mark.slow
 
 
-def node_env(node: str) -> dict[str, str]:
-    return DEMO.node_env(node)
-
-
-def manage(node: str, *args: str, env: dict[str, str] | None = None, check: bool = True) -> Any:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**node_env(node), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def node_python(node: str, code: str) -> str:
-    """What a line of Python prints when run as one of the demo's nodes."""
-    return str(manage(node, "shell", "--no-imports", "-c", code).stdout).strip().splitlines()[-1]
+node_env = DEMO.node_env
+manage = DEMO.manage
+node_python = DEMO.python
 
 
 @pytest.fixture(scope="module")
@@ -73,42 +53,16 @@ def demo() -> Iterator[dict[str, str]]:
 
 
 def peer(demo: dict[str, str]) -> PeerClient:
-    client = PeerClient(SOURCE, Path(demo["SOURCE_CERTIFICATE"]).read_text(), port=8443)
-    client.login(demo["SOURCE_ADMIN_PASSWORD"])
-    return client
+    return DEMO.peer()
 
 
-def seed_source(*options: str) -> None:
-    """The source as the demo seeds it (small unless told), with any other seed options."""
-    size = [] if "--size" in options else ["--size", "small"]
-    manage(
-        "source",
-        "seed_node",
-        *size,
-        "--host-name",
-        "appliance-old",
-        "--ip-address",
-        SOURCE,
-        *options,
-    )
+seed_source = DEMO.seed_source
 
 
 @pytest.fixture
 def fresh(demo: dict[str, str]) -> dict[str, str]:
     """Both nodes as the demo made them: source in service, current unlicensed."""
-    peer(demo).maintenance(enabled=False)
-    seed_source()
-    manage(
-        "current",
-        "seed_node",
-        "--size",
-        "small",
-        "--host-name",
-        "appliance-new",
-        "--ip-address",
-        CURRENT,
-        "--no-licence",
-    )
+    DEMO.reset()
     return demo
 
 
@@ -178,16 +132,9 @@ def migrate(
     )
 
 
-def checksums(host: str, database: str) -> dict[str, Any]:
-    with pymysql.connect(host=host, user="root", database=database) as connection:
-        with connection.cursor() as cursor:
-            cursor.execute(f"CHECKSUM TABLE {', '.join(DATA_TABLES)}")
-            return {name.split(".")[1]: value for name, value in cursor.fetchall()}
-
-
 def assert_data_identical(demo: dict[str, str]) -> None:
-    source = checksums(SOURCE, "appliance_data")
-    assert source == checksums("127.0.0.1", f"{NAME}_current_data")
+    source, current = DEMO.data_checksums()
+    assert source == current
     assert all(source.values())
 
 

@@ -14,7 +14,7 @@ def size(value: Any) -> str:
     """Bytes as B, kB, MB or GB."""
     amount = float(value or 0)
     for unit in ("B", "kB", "MB", "GB"):
-        if amount < 1000 or unit == "GB":
+        if round(amount, 1) < 1000 or unit == "GB":
             return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
         amount /= 1000
     return ""
@@ -58,4 +58,4 @@ def figures(values: dict[str, Any] | None) -> str:
 @register.filter
 def percent(fraction: Any) -> int:
     """A fraction 0..1 as a whole percentage."""
-    return max(0, min(100, int(float(fraction or 0) * 100)))
+    return max(0, min(100, int(float(fraction or 0) * 100 + 1e-9)))

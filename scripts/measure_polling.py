@@ -1,0 +1,415 @@
+"""Whether the progress partial stays fast under polling and leaves the data copy alone.
+
+The claim: the progress partial answers in under 25 ms at the 95th percentile with 50 clients
+polling while a copy runs, and the copy is not slowed by more than 5 %.
+
+    .venv/bin/python scripts/measure_polling.py [--clients 50] [--rounds 2] [--size bench]
+
+Needs the two-node demo running (`DEMO_NO_WAIT=1 DEMO_SIZE=bench .venv/bin/python
+scripts/demo.py`, standard name "demo"); it is reset and migrated several times, and left reset.
+Each round resets both nodes (source out of maintenance, `seed_node` on both, the source at
+--size), runs `migrate_from --yes` as the current system and times the "copy_data" operation
+from its row (finished_at - started_at). Rounds alternate between no pollers and --clients
+threads, each logged in with its own session, fetching /wizard/runs/<id>/progress/ as htmx does
+(`HX-Request: true`, on a kept-alive HTTPS connection, the next request a second after the last
+answer) for as long as the copy runs; every answer's time to the full body and its status are
+kept. Prints each round, then the medians, the slowdown, the latency percentiles and the answers
+that were neither 200 nor 286. Exit status 1 when the claim does not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import http.cookiejar
+import math
+import os
+import re
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config.env import parse_mysql_url  # noqa: E402
+from migrations_engine.peer_client import PeerClient, certificate_fingerprint  # noqa: E402
+from scripts.demo import read_env_file  # noqa: E402
+
+DEMO_DIR = ROOT / "var" / "demo"
+OPERATION = "copy_data"
+POLL_STOP = 286
+"""The status on which htmx stops polling (the run has ended)."""
+ANSWERED = (200, POLL_STOP)
+P95_LIMIT_MS = 25.0
+SLOWDOWN_LIMIT = 5.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """The current node's web address and the certificate it presents."""
+
+    host: str
+    port: int
+    certificate: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def context(self) -> ssl.SSLContext:
+        """Trust exactly the node's (self-signed) certificate; read again, a run renews it."""
+        context = ssl.create_default_context(cafile=str(self.certificate))
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        return context
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One answer of the progress partial: seconds to the full body, and its status (0: none)."""
+
+    seconds: float
+    status: int
+
+
+@dataclass(frozen=True)
+class Round:
+    """One migration: how many clients polled, how long the copy took, what they saw."""
+
+    clients: int
+    copy_seconds: float
+    polls: list[Poll]
+
+
+def node_env(node: str) -> dict[str, str]:
+    """The environment that makes manage.py act as one of the demo's nodes."""
+    return {**os.environ, **read_env_file(DEMO_DIR / node / "node.env")}
+
+
+def manage(node: str, *args: str) -> str:
+    """Run a management command as a node; stop the measurement if it fails."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=node_env(node),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        sys.exit(f"[{node}] manage.py {args[0]} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def demo_reset(demo: dict[str, str], size: str) -> None:
+    """Both nodes as the demo makes them: source in service and seeded, current unlicensed."""
+    source_url = urllib.parse.urlsplit(demo["SOURCE_URL"])
+    peer = PeerClient(
+        demo["SOURCE_ADDRESS"],
+        Path(demo["SOURCE_CERTIFICATE"]).read_text(),
+        port=source_url.port or 443,
+    )
+    peer.login(demo["SOURCE_ADMIN_PASSWORD"])
+    peer.maintenance(enabled=False)
+    peer.logout()
+    manage(
+        "source", "seed_node", "--size", size,
+        "--host-name", "appliance-old", "--ip-address", demo["SOURCE_ADDRESS"],
+    )  # fmt: skip
+    manage(
+        "current", "seed_node", "--size", "small",
+        "--host-name", "appliance-new", "--ip-address", demo["TARGET_ADDRESS"], "--no-licence",
+    )  # fmt: skip
+
+
+def migration_start(demo: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
+    """`migrate_from --yes` as the current system, in the background, its output in work/."""
+    password_file = work / "source-password"
+    password_file.write_text(demo["SOURCE_ADMIN_PASSWORD"])
+    password_file.chmod(0o600)
+    fingerprint = certificate_fingerprint(Path(demo["SOURCE_CERTIFICATE"]).read_text())
+    env = node_env("current")
+    command = [
+        sys.executable, "manage.py", "migrate_from", demo["SOURCE_ADDRESS"],
+        "--port", str(urllib.parse.urlsplit(demo["SOURCE_URL"]).port or 443),
+        "--check-ports", env.get("MIGRATION_SOURCE_PORTS", "80,443,3306,22"),
+        "--password-file", str(password_file),
+        "--confirm-fingerprint", fingerprint,
+        "--report", str(work / "report.json"),
+        "--yes",
+    ]  # fmt: skip
+    with open(work / "migrate_from.log", "wb") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def control_connect() -> pymysql.connections.Connection:
+    """The current node's control database, where the run's rows are."""
+    url = parse_mysql_url(node_env("current")["CONTROL_DB_URL"])
+    return pymysql.connect(
+        host=url.host,
+        port=url.port,
+        user=url.user,
+        password=url.password,
+        database=url.database,
+        autocommit=True,
+    )
+
+
+def newest_run_id(control: pymysql.connections.Connection) -> int:
+    with control.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM migrations_engine_migrationrun")
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def copy_status(control: pymysql.connections.Connection, run_id: int) -> str:
+    """Where the run's copy stands ('' before the run has its operations)."""
+    with control.cursor() as cursor:
+        cursor.execute(
+            "SELECT status FROM migrations_engine_operationstate WHERE run_id = %s AND name = %s",
+            [run_id, OPERATION],
+        )
+        row = cursor.fetchone()
+    return str(row[0]) if row else ""
+
+
+def copy_started(
+    control: pymysql.connections.Connection, before: int, migration: subprocess.Popen[bytes]
+) -> int:
+    """Wait until the copy of the run newer than `before` runs (or already ran); its run id."""
+    while True:
+        run_id = newest_run_id(control)
+        if run_id > before and copy_status(control, run_id) not in ("", "pending"):
+            return run_id
+        if migration.poll() is not None:
+            sys.exit(f"migrate_from ended (status {migration.returncode}) before the copy ran")
+        time.sleep(0.1)
+
+
+def copy_ended(control: pymysql.connections.Connection, run_id: int) -> None:
+    """Wait until the run's copy no longer runs."""
+    while copy_status(control, run_id) == "running":
+        time.sleep(0.1)
+
+
+def copy_seconds(run_id: int) -> float:
+    """The copy's duration as its row says, read with the current node's settings."""
+    code = (
+        "from migrations_engine.models import OperationState; "
+        f"state = OperationState.objects.get(run_id={run_id}, name={OPERATION!r}); "
+        "print((state.finished_at - state.started_at).total_seconds())"
+    )
+    output = manage("current", "shell", "--no-imports", "-c", code)
+    return float(output.strip().splitlines()[-1])
+
+
+def login(target: Target, user: str, password: str) -> str:
+    """Log in on the staff login page as a browser does; the session cookie's value."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=target.context()),
+        urllib.request.HTTPCookieProcessor(jar),
+    )
+    url = f"{target.url}/accounts/login/"
+    with opener.open(url, timeout=30) as response:
+        page = response.read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    if token is None:
+        sys.exit(f"no CSRF token on {url}")
+    form = {"csrfmiddlewaretoken": token[1], "username": user, "password": password, "next": ""}
+    request = urllib.request.Request(  # noqa: S310 - our own https URL
+        url,
+        data=urllib.parse.urlencode(form).encode(),
+        headers={"Referer": url, "Origin": target.url},
+    )
+    with opener.open(request, timeout=30) as response:
+        response.read()
+    session = next((cookie.value for cookie in jar if cookie.name == "sessionid"), None)
+    if not session:
+        sys.exit(f"could not log in as {user} at {url}")
+    return session
+
+
+def fetch(
+    target: Target,
+    context: ssl.SSLContext,
+    connection: http.client.HTTPSConnection | None,
+    path: str,
+    headers: dict[str, str],
+) -> tuple[int, http.client.HTTPSConnection | None]:
+    """GET path on the kept-alive connection (a new one if it was closed); status, connection."""
+    for _ in range(2):  # a kept-alive connection the server has closed gets one more try
+        if connection is None:
+            connection = http.client.HTTPSConnection(
+                target.host, target.port, context=context, timeout=10
+            )
+        try:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            connection = None
+            continue
+        if response.will_close:
+            connection.close()
+            connection = None
+        return response.status, connection
+    return 0, None
+
+
+def poll(
+    target: Target,
+    context: ssl.SSLContext,
+    session: str,
+    run_id: int,
+    delay: float,
+    stop: threading.Event,
+    polls: list[Poll],
+) -> None:
+    """One browser on the Execution step: the partial, then again a second after each answer."""
+    path = f"/wizard/runs/{run_id}/progress/"
+    headers = {
+        "Cookie": f"sessionid={session}",
+        "HX-Request": "true",
+        "HX-Target": "progress",
+        "HX-Current-URL": f"{target.url}/wizard/execution/",
+        "Accept": "*/*",
+    }
+    connection: http.client.HTTPSConnection | None = None
+    stop.wait(delay)
+    while not stop.is_set():
+        started = time.perf_counter()
+        status, connection = fetch(target, context, connection, path, headers)
+        polls.append(Poll(time.perf_counter() - started, status))
+        if status == POLL_STOP:
+            break
+        stop.wait(1.0)
+    if connection is not None:
+        connection.close()
+
+
+def pollers_start(
+    target: Target, sessions: list[str], run_id: int, stop: threading.Event, polls: list[Poll]
+) -> list[threading.Thread]:
+    """One thread per session, their first requests spread over a second."""
+    context = target.context()
+    threads = [
+        threading.Thread(
+            target=poll,
+            args=(target, context, session, run_id, index / len(sessions), stop, polls),
+            daemon=True,
+        )
+        for index, session in enumerate(sessions)
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def measure_round(demo: dict[str, str], target: Target, sessions: list[str], work: Path) -> Round:
+    """One migration, polled by every session while its copy runs (by none if none given)."""
+    control = control_connect()
+    try:
+        before = newest_run_id(control)
+        migration = migration_start(demo, work)
+        run_id = copy_started(control, before, migration)
+        stop = threading.Event()
+        polls: list[Poll] = []
+        threads = pollers_start(target, sessions, run_id, stop, polls) if sessions else []
+        copy_ended(control, run_id)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    finally:
+        control.close()
+    if migration.wait() != 0:
+        log = (work / "migrate_from.log").read_text()
+        sys.exit(f"migrate_from failed (status {migration.returncode}):\n{log}")
+    return Round(len(sessions), copy_seconds(run_id), polls)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    return values[max(0, math.ceil(fraction * len(values)) - 1)]
+
+
+def round_line(number: int, result: Round) -> str:
+    line = f"round {number}: {result.clients:2} pollers, copy {result.copy_seconds:6.1f} s"
+    if result.polls:
+        latencies = sorted(poll.seconds * 1000 for poll in result.polls)
+        line += f", {len(latencies)} polls, p95 {percentile(latencies, 0.95):.1f} ms"
+    return line
+
+
+def summary(rounds: list[Round], clients: int) -> bool:
+    """Print the medians, slowdown and latencies; whether the claim holds."""
+    quiet = statistics.median(r.copy_seconds for r in rounds if not r.clients)
+    polled = statistics.median(r.copy_seconds for r in rounds if r.clients)
+    slowdown = 100 * (polled - quiet) / quiet
+    polls = [poll for result in rounds for poll in result.polls]
+    latencies = sorted(poll.seconds * 1000 for poll in polls)
+    others = [poll.status for poll in polls if poll.status not in ANSWERED]
+    if not latencies:
+        sys.exit("no poll was answered: the copy ended before the pollers started")
+    p95 = percentile(latencies, 0.95)
+    print(f"copy, median: {quiet:.1f} s without pollers, {polled:.1f} s with {clients} pollers")
+    print(f"copy slowdown: {slowdown:+.1f} %")
+    print(
+        f"polls: {len(latencies)}, latency p50 {percentile(latencies, 0.5):.1f} ms, "
+        f"p95 {p95:.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, max {latencies[-1]:.1f} ms"
+    )
+    counts = {status: others.count(status) for status in sorted(set(others))}
+    print(f"answers neither 200 nor 286: {len(others)} {counts or ''}".rstrip())
+    holds = p95 < P95_LIMIT_MS and slowdown <= SLOWDOWN_LIMIT and not others
+    print(f"claim (p95 < {P95_LIMIT_MS:.0f} ms, slowdown <= {SLOWDOWN_LIMIT:.0f} %): "
+          f"{'holds' if holds else 'does NOT hold'}")  # fmt: skip
+    print(f"partial p95: {p95:.1f} ms ({clients} clients), copy slowdown: {slowdown:.1f} %")
+    return holds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50, help="polling browsers")
+    parser.add_argument("--rounds", type=int, default=2, help="migrations per variant")
+    parser.add_argument("--size", default="bench", help="seed_node size of the source")
+    parser.add_argument("--settle", type=float, default=5, help="seconds of quiet after a reset")
+    options = parser.parse_args()
+    demo = read_env_file(ROOT / "var" / "demo.env")
+    current = urllib.parse.urlsplit(demo["TARGET_URL"])
+    target = Target(
+        current.hostname or demo["TARGET_ADDRESS"],
+        current.port or 443,
+        DEMO_DIR / "current" / "certs" / "server.crt",
+    )
+    print(f"logging in {options.clients} clients at {target.url} ...", flush=True)
+    sessions = [
+        login(target, demo["TARGET_ADMIN_USER"], demo["TARGET_ADMIN_PASSWORD"])
+        for _ in range(options.clients)
+    ]
+    rounds: list[Round] = []
+    with tempfile.TemporaryDirectory(prefix="measure-polling-") as work:
+        for number in range(1, 2 * options.rounds + 1):
+            demo_reset(demo, options.size)
+            time.sleep(options.settle)
+            result = measure_round(demo, target, sessions if number % 2 == 0 else [], Path(work))
+            rounds.append(result)
+            print(round_line(number, result), flush=True)
+    demo_reset(demo, options.size)
+    print("the demo is reset (source in service, both nodes seeded)")
+    if not summary(rounds, options.clients):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
