@@ -8,4 +8,9 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("console/", views.console, name="console"),
     path("console/maintenance", views.maintenance_toggle, name="maintenance-toggle"),
+    path(
+        "console/backups/<str:backup_id>/restore",
+        views.backup_restore_view,
+        name="backup-restore",
+    ),
 ]

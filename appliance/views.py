@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from appliance import SOFTWARE_VERSION, services
+from appliance.backup import BackupError, backup_get, backup_restore, backup_root, backups_list
 from appliance.decorators import staff_required
 from appliance.models import SITE_BOUND_GROUPS, IssuedCredential
 
@@ -45,6 +46,8 @@ def console(request: HttpRequest) -> HttpResponse:
         "restart_command": settings.APPLIANCE_RESTART_COMMAND,
         "reboot_command": settings.APPLIANCE_REBOOT_COMMAND,
         "credentials": IssuedCredential.objects.order_by("-created_at")[:20],
+        "backups": backups_list()[:20],
+        "backup_root": backup_root(),
     }
     return render(request, "appliance/console.html", context)
 
@@ -56,4 +59,22 @@ def maintenance_toggle(request: HttpRequest) -> HttpResponse:
     enabled = request.POST.get("enabled") == "1"
     services.maintenance_set(enabled=enabled, reason="set from the console" if enabled else "")
     messages.success(request, f"Maintenance mode is now {'on' if enabled else 'off'}.")
+    return redirect("console")
+
+
+@staff_required
+@require_POST
+def backup_restore_view(request: HttpRequest, backup_id: str) -> HttpResponse:
+    """Bring this system back to a backup's state from the console."""
+    try:
+        outcome = backup_restore(backup_get(backup_id))
+    except BackupError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(
+            request,
+            f"Backup {outcome['backup']} restored: data ({outcome['tables']} tables verified), "
+            "settings, licence and certificates are back. Restart the services to serve the "
+            "restored certificate.",
+        )
     return redirect("console")

@@ -138,6 +138,8 @@ APPLIANCE_TRAFFIC_LOG_DIR = Path(
     env_str("APPLIANCE_TRAFFIC_LOG_DIR", str(APPLIANCE_VAR_DIR / "traffic-logs"))
 )
 APPLIANCE_CERT_DIR = Path(env_str("APPLIANCE_CERT_DIR", str(APPLIANCE_VAR_DIR / "certs")))
+# Backups of this node's own state (taken before a migration overwrites it); "" = var dir/backups.
+APPLIANCE_BACKUP_DIR = env_str("APPLIANCE_BACKUP_DIR", "")
 APPLIANCE_RESTART_COMMAND = env_str(
     "APPLIANCE_RESTART_COMMAND", "systemctl restart appliance.target"
 )

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from appliance.backup import backup_get, backup_restore
 from migrations_engine.context import Fenced, Progress, RunContext, run_log
 from migrations_engine.models import (
     ACTIVE_STATUSES,
@@ -306,3 +307,30 @@ def operations_flag_stalled() -> int:
         run_log(state.run_id, f"{state.label}: no progress for a while. {hint}")
         count += 1
     return count
+
+
+def run_start_over(run: MigrationRun) -> str:
+    """Start over from scratch after a failed or half-done run: give the run up (undoing what
+    can be undone, on the source too), bring this system back to the backup taken before the
+    run, and close it so that a new run can begin. Returns the backup restored ('' if none)."""
+    stale_before = timezone.now() - timedelta(seconds=settings.MIGRATION_HEARTBEAT_STALE)
+    if run.status in ACTIVE_STATUSES:
+        if run.heartbeat_at and run.heartbeat_at > stale_before:
+            raise RunRefused("This migration is running; wait until it ends or fails.")
+        MigrationRun.objects.filter(id=run.id).update(status=RunStatus.FAILED, active=None)
+        run.refresh_from_db()
+    if run.status == RunStatus.SUCCEEDED:
+        raise RunRefused("This migration completed; there is nothing to start over.")
+    if run.status in (RunStatus.FAILED, RunStatus.DRAFT):
+        run_abandon(run)
+    states = {state.name: state for state in run.operations.all()}
+    backup = states.get("backup_current")
+    backup_id = str(backup.memory.get("backup", "")) if backup else ""
+    if backup_id:
+        licence = states.get("migrate_licence")
+        licence_moved = licence is not None and licence.status != OperationStatus.PENDING
+        backup_restore(backup_get(backup_id), keep_licence=licence_moved)
+        run_log(run.id, f"this system is back to backup {backup_id}")
+    MigrationRun.objects.filter(id=run.id).update(closed_at=timezone.now())
+    run_log(run.id, "started over: a new migration can begin")
+    return backup_id

@@ -35,6 +35,7 @@ def report_build(run: MigrationRun) -> dict[str, Any]:
     ]
     licence = services.licence_get()
     info = run.source_info
+    backup = run.operations.filter(name="backup_current").values_list("result", flat=True).first()
     return {
         "run": run.id,
         "status": run.status,
@@ -56,6 +57,7 @@ def report_build(run: MigrationRun) -> dict[str, Any]:
         "operations": operations,
         "not_run": skipped,
         "dns_advice": dns_advice_after(run),
+        "backup": backup or None,
         "licence": {"guid": licence.guid, "state": licence.state},
         "certificate_fingerprint": services.tls_fingerprint(),
         "started_at": run.started_at.isoformat() if run.started_at else None,

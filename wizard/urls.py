@@ -19,5 +19,6 @@ urlpatterns = [
     path("runs/<int:run_id>/progress/", views.progress, name="progress"),
     path("runs/<int:run_id>/resume/", views.resume, name="resume"),
     path("runs/<int:run_id>/abandon/", views.abandon, name="abandon"),
+    path("runs/<int:run_id>/start-over/", views.start_over, name="start_over"),
     path("runs/<int:run_id>/report.html", views.report, name="report"),
 ]

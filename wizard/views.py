@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from appliance.backup import BackupError
 from appliance.decorators import staff_required
 from migrations_engine import executor
 from migrations_engine.advice import dns_advice_after, dns_advice_before
@@ -207,6 +208,13 @@ def abandon(request: HttpRequest, run_id: int) -> HttpResponse:
     return _run_action(request, run_id, _abandon_and_close)
 
 
+@require_POST
+@staff_required
+def start_over(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Give a failed run up, restore this system's backup from before it, begin anew."""
+    return _run_action(request, run_id, executor.run_start_over)
+
+
 def _abandon_and_close(run: MigrationRun) -> None:
     executor.run_abandon(run)
     run_close(run)
@@ -218,12 +226,12 @@ def _run_action(request: HttpRequest, run_id: int, action: Callable[[MigrationRu
     if run is not None:
         try:
             action(run)
-        except (executor.RunRefused, PreparationError) as refused:
+        except (executor.RunRefused, PreparationError, BackupError) as refused:
             error = str(refused)
     if run is not None:
         run.refresh_from_db()
     htmx = request.headers.get("HX-Request") == "true"
-    if run is None or run.status == RunStatus.ABANDONED or not htmx:
+    if run is None or run.closed_at or not htmx:
         if htmx:
             response = HttpResponse(status=204)
             response["HX-Redirect"] = reverse("wizard:start")

@@ -1,5 +1,7 @@
-"""The operations of Execution, in the order they run (PRODUCT.md section 5)."""
+"""The operations of Execution, in the order they run (PRODUCT.md section 5), after the backup
+of the current system (section 6)."""
 
+from migrations_engine.operations.backup_ops import BackupCurrentSystem
 from migrations_engine.operations.base import Operation
 from migrations_engine.operations.data_ops import CopyData, CopyDataAndActivateReplica
 from migrations_engine.operations.licence_ops import MigrateLicence
@@ -13,6 +15,7 @@ from migrations_engine.operations.source_ops import (
 from migrations_engine.operations.system_ops import RestartServices, UpdateCertificates
 
 OPERATIONS: list[Operation] = [
+    BackupCurrentSystem(),
     CopySettings(),
     PlaceSourceUnderMaintenance(),
     DeactivateReplica(),

@@ -104,8 +104,8 @@ def test_standalone_migration_through_every_step(
     page.get_by_role("button", name="Next").click()
 
     plan = page.locator("ol.plan li")
-    expect(plan).to_have_count(7)
-    expect(plan.first).to_contain_text("Copies the System Settings")
+    expect(plan).to_have_count(8)
+    expect(plan.first).to_contain_text("Backs up the current system")
     expect(page.get_by_text("irreversible and cannot be interrupted")).to_be_visible()
     shot(page, "confirmation")
     page.get_by_label(re.compile("host name to confirm")).fill("appliance-new")
@@ -118,16 +118,16 @@ def test_standalone_migration_through_every_step(
         page.get_by_role("button", name="Execute").click()
         expect(page).to_have_url(re.compile(r"/wizard/execution/$"))
         bars = page.get_by_role("progressbar")
-        expect(bars).to_have_count(7)
+        expect(bars).to_have_count(8)
         expect(bars.first).to_have_attribute("aria-valuemin", "0")
         expect(page.get_by_role("link", name="Next")).to_have_count(0)
         shot(page, "execution-waiting")
         watcher = staff.window()  # a second staff browser sees the same run
         expect(watcher).to_have_url(re.compile(r"/wizard/execution/$"))
-        expect(watcher.get_by_role("progressbar")).to_have_count(7)
+        expect(watcher.get_by_role("progressbar")).to_have_count(8)
         page.reload()
         expect(page).to_have_url(re.compile(r"/wizard/execution/$"))
-        expect(page.get_by_role("progressbar")).to_have_count(7)
+        expect(page.get_by_role("progressbar")).to_have_count(8)
         staff.contexts[0].close()  # the first browser goes away mid-run
         staff.contexts.pop(0)
     finally:
@@ -136,7 +136,7 @@ def test_standalone_migration_through_every_step(
     expect(
         watcher.get_by_text("Congratulations! Migration was successfully completed")
     ).to_be_visible(timeout=180_000)
-    for index in range(7):
+    for index in range(8):
         expect(watcher.get_by_role("progressbar").nth(index)).to_have_attribute(
             "aria-valuenow", "100"
         )

@@ -442,3 +442,65 @@ def test_preflight_finds_what_is_wrong_and_what_is_right(fresh: dict[str, str]) 
     assert right.fingerprint == certificate_fingerprint(pem)
     assert right.source_info is not None
     assert right.source_info["host_name"] == "appliance-old"
+
+
+CURRENT_STATE = """
+import hashlib, json
+from appliance import services as s
+from appliance.backup import data_checksums
+licence = s.licence_get()
+print(json.dumps({
+    "data": data_checksums(),
+    "settings": s.settings_export(),
+    "identity": s.identity_get(),
+    "licence": [licence.guid, licence.holder, licence.state, str(licence.maintenance_until)],
+    "certificates": [
+        hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in (s.certificate_path(), s.private_key_path())
+    ],
+}, sort_keys=True, default=str))
+"""
+
+
+def current_state() -> dict[str, Any]:
+    """The current system's data checksums, settings, identity, licence and certificates."""
+    state: dict[str, Any] = json.loads(node_python("current", CURRENT_STATE))
+    return state
+
+
+def test_restore_backup_after_a_failed_run_brings_back_exactly_the_state_before(
+    fresh: dict[str, str], tmp_path: Path
+) -> None:
+    with pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_data") as db:
+        with db.cursor() as cursor:  # this system has data of its own, unlike the source's
+            cursor.execute("DELETE FROM event_log ORDER BY id LIMIT 10")
+        db.commit()
+    before = current_state()
+    source_data, _ = DEMO.data_checksums()
+    assert {name: before["data"][name] for name in source_data} != source_data
+    result = migrate(fresh, tmp_path, "--yes", "--here", env={"APPLIANCE_RESTART_COMMAND": "false"})
+    assert result.returncode != 0
+    assert_data_identical(fresh)  # the copy overwrote this system's data before the failure
+    listed = manage("current", "list_backups").stdout
+    assert f"before migration run {newest_run_id()} from {SOURCE}" in listed
+    restored = manage("current", "restore_backup", "--latest")
+    assert "tables verified" in restored.stdout
+    assert current_state() == before
+
+
+def test_start_over_restores_this_system_and_a_new_run_completes(
+    fresh: dict[str, str], tmp_path: Path
+) -> None:
+    before = current_state()
+    failed = migrate(fresh, tmp_path, "--yes", "--here", env={"APPLIANCE_RESTART_COMMAND": "false"})
+    assert failed.returncode != 0
+    started_over = manage("current", "migration_run", "start-over", str(newest_run_id()))
+    assert "This system is back to backup" in started_over.stdout
+    assert "Abandoned" in started_over.stdout
+    assert current_state() == before
+    assert peer(fresh).info()["maintenance"] is False
+    again = migrate(fresh, tmp_path, "--yes")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_data_identical(fresh)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["backup"]["backup"] in manage("current", "list_backups").stdout

@@ -9,6 +9,7 @@ import pytest
 from migrations_engine.plan import PlanFacts, licence_migration_refusal, plan_build
 
 ALWAYS = [
+    "Backs up the current system",
     "Copies the System Settings",
     "Places the source under maintenance",
     "Modifies the source configuration",
@@ -19,8 +20,12 @@ ALWAYS = [
 
 
 def expected(ha: bool, swap: bool, licence: bool, logs: bool) -> list[str]:
-    """The seed's list, with our licence step, written out by hand."""
-    rows = ["Copies the System Settings", "Places the source under maintenance"]
+    """The seed's list, after our backup and with our licence step, written out by hand."""
+    rows = [
+        "Backs up the current system",
+        "Copies the System Settings",
+        "Places the source under maintenance",
+    ]
     if ha:
         rows.append("Deactivates the replica")
     else:

@@ -39,7 +39,7 @@ from wizard.templatetags.wizard_format import duration, figures, percent, size
 pytestmark = pytest.mark.django_db
 
 LOGIN = "/accounts/login/"
-POST_ONLY = {"close", "resume", "abandon"}
+POST_ONLY = {"close", "resume", "abandon", "start_over"}
 """Wizard URLs that only take POST (a GET is answered 405 before any login check)."""
 
 PASSED_CHECKS = [

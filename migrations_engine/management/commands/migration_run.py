@@ -1,4 +1,8 @@
-"""`manage.py migration_run status|resume|abandon RUN_ID`: look after a run."""
+"""`manage.py migration_run status|resume|abandon|start-over RUN_ID`: look after a run.
+
+start-over gives a failed or half-done run up, undoes what can be undone on the source, brings
+this system back to the backup taken before the run, and lets a new run begin.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,19 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from appliance.backup import BackupError
 from migrations_engine import executor
 from migrations_engine.models import MigrationRun, RunStatus
 
 
 class Command(BaseCommand):
-    help = "Show a migration run, resume it after its cause was fixed, or abandon it."
+    help = (
+        "Show a migration run, resume it after its cause was fixed, abandon it, or start over "
+        "(abandon and restore the backup taken before it)."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("action", choices=["status", "resume", "abandon"])
+        parser.add_argument("action", choices=["status", "resume", "abandon", "start-over"])
         parser.add_argument("run_id", type=int)
         parser.add_argument("--here", action="store_true", help="resume in this process")
 
@@ -31,7 +39,14 @@ class Command(BaseCommand):
                     executor.run_execute(run.id, worker=f"migration_run-{os.getpid()}")
             elif options["action"] == "abandon":
                 executor.run_abandon(run)
-        except executor.RunRefused as error:
+            elif options["action"] == "start-over":
+                restored = executor.run_start_over(run)
+                self.stdout.write(
+                    f"This system is back to backup {restored}."
+                    if restored
+                    else "No backup was taken before this run: this system was not changed."
+                )
+        except (executor.RunRefused, BackupError) as error:
             raise CommandError(str(error)) from None
         run.refresh_from_db()
         self._show(run)
