@@ -119,7 +119,7 @@ def backup_create(reason: str, progress: Callable[[float], None] | None = None) 
             "created_at": timezone.now().isoformat(),
             "reason": reason,
             "software_version": SOFTWARE_VERSION,
-            "database": settings.DATA_DB.database,
+            "database": data_database().database,
             "parts": parts,
             "table_checksums": data_checksums(),
         }
@@ -141,6 +141,18 @@ def _space_check(root: Path) -> None:
         )
 
 
+def data_database() -> MySQLURL:
+    """Where the data database is, as the data connection sees it (test databases too)."""
+    params = connections[DATA_DB_ALIAS].settings_dict
+    return MySQLURL(
+        user=params["USER"],
+        password=params["PASSWORD"],
+        host=params["HOST"] or "127.0.0.1",
+        port=int(params["PORT"] or 3306),
+        database=params["NAME"],
+    )
+
+
 def _client_environment(database: MySQLURL) -> dict[str, str]:
     """The password goes to the MariaDB tools in their environment, never on a command line."""
     return {**os.environ, "MYSQL_PWD": database.password}
@@ -156,7 +168,7 @@ def _client_arguments(database: MySQLURL) -> list[str]:
 
 
 def _dump_data(path: Path, progress: Callable[[float], None] | None) -> dict[str, Any]:
-    database: MySQLURL = settings.DATA_DB
+    database = data_database()
     expected = max(data_size_bytes(), 1)
     command = [
         "mariadb-dump",
@@ -263,7 +275,7 @@ def backup_restore(backup: Backup, *, keep_licence: bool = False) -> dict[str, A
 def _restore_data(path: Path) -> None:
     """Drop everything in the data database, then load the dump."""
     _data_objects_drop()
-    database: MySQLURL = settings.DATA_DB
+    database = data_database()
     process = subprocess.Popen(
         ["mariadb", *_client_arguments(database), database.database],
         stdin=subprocess.PIPE,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
@@ -146,22 +145,6 @@ def test_files_the_source_cannot_give_are_listed_with_the_reason(
     assert [item.path for item in result.not_copied] == ["current.log"]
     assert "not a regular file" in result.not_copied[0].reason
     assert len(result.copied) == 6
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs as the target folder."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_a_full_target_disk_is_a_clear_error_and_leaves_nothing_that_looks_complete(
