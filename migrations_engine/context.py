@@ -104,6 +104,20 @@ def _is_address(text: str) -> bool:
     return True
 
 
+def source_database_url(run: MigrationRun, account: dict[str, Any]) -> MySQLURL:
+    """Where the source's data database is, from the account its peer API issued."""
+    host = account["host"]
+    if ipaddress.ip_address(host).is_loopback if _is_address(host) else host == "localhost":
+        host = str(run.source_address)  # the source's server is local to the source
+    return MySQLURL(
+        user=account["user"],
+        password=account["password"],
+        host=host,
+        port=int(account["port"]),
+        database=account["database"],
+    )
+
+
 class RunContext:
     """The run, the operation's memory and the connections an operation needs."""
 
@@ -153,16 +167,7 @@ class RunContext:
         except SecretMissing:
             account = self.peer_call("database_account", self.run.peer_ref)
             secret_put(self.run, "database_account", json.dumps(account))
-        host = account["host"]
-        if ipaddress.ip_address(host).is_loopback if _is_address(host) else host == "localhost":
-            host = str(self.run.source_address)  # the source's server is local to the source
-        return MySQLURL(
-            user=account["user"],
-            password=account["password"],
-            host=host,
-            port=int(account["port"]),
-            database=account["database"],
-        )
+        return source_database_url(self.run, account)
 
     @staticmethod
     def target_database() -> MySQLURL:

@@ -4,7 +4,12 @@ The public entry point is `copy_database`; `upgrade_data_schema` brings a copy m
 software version up to this version's data schema.
 """
 
-from migrations_engine.datacopy.copier import CopyResult, TableResult, copy_database
+from migrations_engine.datacopy.copier import (
+    CopyResult,
+    TableResult,
+    copy_database,
+    copy_forget,
+)
 from migrations_engine.datacopy.errors import (
     CopyError,
     SourceUnavailableError,
@@ -22,4 +27,5 @@ __all__ = [
     "TargetFullError",
     "VerificationError",
     "copy_database",
+    "copy_forget",
 ]

@@ -185,3 +185,10 @@ def record_table_finished(target: Connection, database: str, table: str) -> None
         f"REPLACE INTO {_table('copy_table')} (target_database, table_name) VALUES (%s, %s)",
         (database, table),
     )
+
+
+def forget_copy(target: Connection, database: str) -> None:
+    """Forget every checkpoint of copies into `database` (it was dropped)."""
+    ensure_state_tables(target)
+    for name in ("copy_run", "copy_chunk", "copy_attempt", "copy_table"):
+        execute(target, f"DELETE FROM {_table(name)} WHERE target_database = %s", [database])

@@ -502,3 +502,13 @@ def attempts_per_chunk(target: MySQLURL) -> dict[tuple[str, int], int]:
         return checkpoints.attempts_per_chunk(connection, target.database)
     finally:
         connection.close()
+
+
+def copy_forget(target: MySQLURL) -> None:
+    """Drop the target database and the checkpoints of copies into it (a scratch copy)."""
+    connection = connect_target(target)
+    try:
+        execute(connection, f"DROP DATABASE IF EXISTS {quote_name(target.database)}")
+        checkpoints.forget_copy(connection, target.database)
+    finally:
+        close_quietly(connection)

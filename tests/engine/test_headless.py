@@ -504,3 +504,33 @@ def test_start_over_restores_this_system_and_a_new_run_completes(
     assert_data_identical(fresh)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["backup"]["backup"] in manage("current", "list_backups").stdout
+
+
+def test_a_dry_run_changes_nothing_and_reports_what_the_real_run_then_copies(
+    fresh: dict[str, str], tmp_path: Path
+) -> None:
+    client = peer(fresh)
+    source_before = (client.info(), client.settings()["settings"], DEMO.data_checksums()[0])
+    current_before = current_state()
+    dry = migrate(fresh, tmp_path, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Nothing was changed on either system." in dry.stdout
+    assert "The real run would take about" in dry.stdout
+    rehearsal = json.loads((tmp_path / "report.json").read_text())["rehearsal"]
+    client = peer(fresh)
+    assert (client.info(), client.settings()["settings"], DEMO.data_checksums()[0]) == (
+        source_before
+    )
+    assert current_state() == current_before
+    with pymysql.connect(host="127.0.0.1", user="root") as db, db.cursor() as cursor:
+        cursor.execute("SHOW DATABASES LIKE %s", [f"{NAME}_current_data_rehearsal"])
+        assert cursor.fetchall() == ()
+    assert "network" in {row["group"] for row in rehearsal["settings"]["not_migrated"]}
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    real = migrate(fresh, real_dir, "--yes")
+    assert real.returncode == 0, real.stdout + real.stderr
+    operations = json.loads((real_dir / "report.json").read_text())["operations"]
+    copied = next(op for op in operations if op["name"] == "copy_data")["result"]["tables"]
+    assert copied == rehearsal["tables"]
+    assert rehearsal["tables"]["accounting_session"]["rows"] > 0

@@ -21,6 +21,7 @@ from migrations_engine import executor
 from migrations_engine.models import MigrationRun, OperationStatus, RunStatus
 from migrations_engine.peer_client import PeerError
 from migrations_engine.preflight import AddressRefused, preflight, source_address_check
+from migrations_engine.rehearsal import RehearsalFailed, rehearse
 from migrations_engine.report import report_html
 from migrations_engine.services import PreparationError, run_prepare
 
@@ -46,6 +47,12 @@ class Command(BaseCommand):
         parser.add_argument("--tables", help="comma-separated tables to copy (default: all)")
         parser.add_argument("--yes", action="store_true", help="run it (it cannot be undone)")
         parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="rehearse: copy the data into a scratch database here, verify, estimate; "
+            "change nothing on either system",
+        )
+        parser.add_argument(
             "--here", action="store_true", help="run in this process, not on a worker"
         )
         parser.add_argument("--report", help="where to write the report (JSON; HTML beside it)")
@@ -67,6 +74,9 @@ class Command(BaseCommand):
         except (PreparationError, PeerError) as error:
             raise CommandError(str(error)) from None
         self._print_plan(run)
+        if options["dry_run"]:
+            self._rehearse(run, options["report"])
+            return
         if not options["yes"]:
             executor.run_abandon(run)
             self.stdout.write("Nothing was changed. Add --yes to run this plan.")
@@ -85,6 +95,40 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS("Congratulations! Migration was successfully completed")
         )
+
+    def _rehearse(self, run: MigrationRun, report_path: str | None) -> None:
+        """The dry run: its figures, what would and would not be migrated, the estimate."""
+        try:
+            outcome = rehearse(run, self._rehearsal_progress)
+        except RehearsalFailed as error:
+            raise CommandError(f"The rehearsal failed: {error}") from None
+        finally:
+            executor.run_abandon(run)
+        self.stdout.write("")
+        for name, table in outcome["tables"].items():
+            self.stdout.write(f"  {name}: {table['rows']} rows, checksum {table['checksum']}")
+        for skipped in outcome["tables_not_migrated"]:
+            self.stdout.write(f"  {skipped['name']}: not migrated ({skipped['reason']})")
+        for group in outcome["settings"]["not_migrated"]:
+            self.stdout.write(f"  settings {group['group']}: not migrated ({group['reason']})")
+        licence = outcome["licence"]
+        self.stdout.write(
+            f"  licence {licence['guid']}: {'migrated' if licence['migrated'] else 'not migrated'}"
+            f" ({licence['reason']})"
+        )
+        estimate = outcome["estimate"]
+        self.stdout.write(
+            f"Verified {outcome['rows']} rows in {outcome['copy_seconds']} s. The real run "
+            f"would take about {estimate['total_seconds']:.0f} s ({estimate['basis']})."
+        )
+        target = Path(report_path or f"migration-{run.id}-rehearsal.json")
+        target.write_text(json.dumps({"rehearsal": outcome}, indent=2))
+        self.stdout.write(f"Rehearsal report: {target}")
+        self.stdout.write("Nothing was changed on either system.")
+
+    def _rehearsal_progress(self, fraction: float, message: str) -> None:
+        if sys.stdout.isatty():
+            self.stdout.write(f"\r  rehearsal {fraction * 100:5.1f}% {message}\x1b[K", ending="")
 
     def _preflight(self, options: dict[str, Any], password: str) -> None:
         """Check the source before anything else; stop with every failure and its fix."""
