@@ -49,6 +49,7 @@ def run_facts(run: MigrationRun) -> PlanFacts:
         migrate_licence=run.migrate_licence,
         copy_traffic_logs=run.copy_traffic_logs,
         tables=tuple(run.tables) if run.tables is not None else None,
+        accounts=tuple(run.accounts) if run.accounts is not None else None,
     )
 
 

@@ -46,11 +46,17 @@ class MigrationRun(models.Model):
     checked_at = models.DateTimeField(null=True, blank=True)
     fingerprint_confirmed = models.BooleanField(default=False)
     options_chosen = models.BooleanField(default=False)
+    rehearsal = models.JSONField(
+        default=dict, blank=True, help_text="the dry run: status, progress, then its outcome"
+    )
 
     swap_configuration = models.BooleanField(default=False)
     migrate_licence = models.BooleanField(default=False)
     copy_traffic_logs = models.BooleanField(default=False)
     tables = models.JSONField(null=True, blank=True, help_text="null: every table")
+    accounts = models.JSONField(
+        null=True, blank=True, help_text="selective migration: these accounts only (null: all)"
+    )
 
     plan = models.JSONField(default=list, blank=True)
     plan_version = models.PositiveIntegerField(default=0)

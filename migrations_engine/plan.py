@@ -19,6 +19,7 @@ class PlanFacts:
     migrate_licence: bool = False
     copy_traffic_logs: bool = False
     tables: tuple[str, ...] | None = None
+    accounts: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

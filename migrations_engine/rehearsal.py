@@ -9,21 +9,23 @@ removed at the end, whatever happens.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from appliance import services as node_services
 from config.env import MySQLURL
-from migrations_engine.context import run_log, source_database_url
+from migrations_engine.context import PROGRESS_INTERVAL, run_log, source_database_url
 from migrations_engine.datacopy import CopyError, ProgressEvent, copy_database, copy_forget
 from migrations_engine.executor import run_facts
-from migrations_engine.models import MigrationRun
+from migrations_engine.models import MigrationRun, RunStatus
 from migrations_engine.peer_client import PeerClient, PeerError
 from migrations_engine.plan import plan_build
-from migrations_engine.secrets import secret_get
+from migrations_engine.secrets import SecretMissing, secret_get
 from migrations_engine.services import licence_refusal
 
 SCRATCH_SUFFIX = "_rehearsal"
@@ -173,3 +175,42 @@ def _revoke(client: PeerClient, ref: str) -> None:
         client.logout()
     except PeerError:
         pass  # the account expires on the source anyway
+
+
+def rehearsal_start(run: MigrationRun) -> None:
+    """Queue the rehearsal of a prepared run on the workers; its state lives on the run."""
+    if run.status != RunStatus.DRAFT or not run.options_chosen:
+        raise RehearsalFailed("Only a prepared migration, options chosen, can be rehearsed.")
+    if run.rehearsal.get("status") == "running":
+        raise RehearsalFailed("The rehearsal of this migration is already running.")
+    _rehearsal_save(run.id, status="running", fraction=0.0, message="waiting for a worker")
+    transaction.on_commit(lambda: _dispatch(run.id))
+
+
+def _dispatch(run_id: int) -> None:
+    from migrations_engine.tasks import rehearse_run
+
+    rehearse_run.delay(run_id)
+
+
+def rehearsal_execute(run_id: int) -> None:
+    """Run a queued rehearsal and keep its progress and outcome on the run."""
+    run = MigrationRun.objects.get(id=run_id)
+    written = 0.0
+
+    def on_progress(fraction: float, message: str) -> None:
+        nonlocal written
+        if time.monotonic() - written >= PROGRESS_INTERVAL:
+            written = time.monotonic()
+            _rehearsal_save(run_id, status="running", fraction=fraction, message=message)
+
+    try:
+        outcome = rehearse(run, on_progress)
+    except (RehearsalFailed, SecretMissing) as error:
+        _rehearsal_save(run_id, status="failed", fraction=0.0, error=str(error))
+        return
+    _rehearsal_save(run_id, status="done", fraction=1.0, outcome=outcome)
+
+
+def _rehearsal_save(run_id: int, **state: Any) -> None:
+    MigrationRun.objects.filter(id=run_id).update(rehearsal=state)

@@ -43,6 +43,7 @@ def run_prepare(
     migrate_licence: bool = False,
     copy_traffic_logs: bool = False,
     tables: list[str] | None = None,
+    accounts: list[str] | None = None,
     user: Any = None,
 ) -> MigrationRun:
     """A planned run for this source and these options, with the admin password kept encrypted."""
@@ -57,8 +58,7 @@ def run_prepare(
     client.login(password)
     info = client.info()
     client.logout()
-    if migrate_licence and (refusal := licence_refusal(info)):
-        raise PreparationError(f"Migrate License is not possible: {refusal}")
+    options_check(info, migrate_licence=migrate_licence, tables=tables, accounts=accounts)
     run = MigrationRun.objects.create(
         created_by=user if getattr(user, "pk", None) else None,
         source_address=address,
@@ -70,6 +70,7 @@ def run_prepare(
         migrate_licence=migrate_licence,
         copy_traffic_logs=copy_traffic_logs,
         tables=tables,
+        accounts=accounts,
     )
     secret_put(run, "admin_password", password)
     run_plan(run)
@@ -173,25 +174,50 @@ def draft_options_set(
     migrate_licence: bool,
     copy_traffic_logs: bool,
     tables: list[str] | None,
+    accounts: list[str] | None = None,
 ) -> None:
     """Keep the chosen options and plan the run for them."""
     _require_draft(run, checks=True, fingerprint=True)
-    if migrate_licence and (refusal := licence_refusal(run.source_info)):
+    options_check(
+        run.source_info, migrate_licence=migrate_licence, tables=tables, accounts=accounts
+    )
+    run.swap_configuration = swap_configuration
+    run.migrate_licence = migrate_licence
+    run.copy_traffic_logs = copy_traffic_logs
+    run.tables = tables
+    run.accounts = accounts
+    run.options_chosen = True
+    run.save()
+    run_plan(run)
+
+
+def options_check(
+    source_info: dict[str, Any],
+    *,
+    migrate_licence: bool,
+    tables: list[str] | None,
+    accounts: list[str] | None,
+) -> None:
+    """PreparationError when these options cannot be used with this source."""
+    if migrate_licence and (refusal := licence_refusal(source_info)):
         raise PreparationError(f"Migrate License is not possible: {refusal}")
     if tables is not None:
-        known = {table["name"] for table in run.source_info.get("data_tables", [])}
+        known = {table["name"] for table in source_info.get("data_tables", [])}
         unknown = sorted(set(tables) - known)
         if unknown:
             raise PreparationError(f"The source has no table {', '.join(unknown)}.")
         if not tables:
             raise PreparationError("Choose at least one table, or all data.")
-    run.swap_configuration = swap_configuration
-    run.migrate_licence = migrate_licence
-    run.copy_traffic_logs = copy_traffic_logs
-    run.tables = tables
-    run.options_chosen = True
-    run.save()
-    run_plan(run)
+    if accounts is not None:
+        if tables is not None:
+            raise PreparationError("Choose either tables or accounts, not both.")
+        if not accounts:
+            raise PreparationError("List at least one account, one user name per line.")
+        if source_info.get("server_role", "standalone") != "standalone":
+            raise PreparationError(
+                "Only a standalone source can be migrated account by account: a source in "
+                "high availability is replicated whole."
+            )
 
 
 def draft_execute(run: MigrationRun, *, typed_name: str) -> None:

@@ -11,13 +11,19 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 
-from migrations_engine import executor
+from migrations_engine import executor, rehearsal
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def execute_run(run_id: int) -> None:
     """Run or go on with migration run `run_id` (its secrets stay in the database)."""
     executor.run_execute(run_id, worker=execute_run.request.hostname or "worker")
+
+
+@shared_task
+def rehearse_run(run_id: int) -> None:
+    """Rehearse (dry run) prepared run `run_id`."""
+    rehearsal.rehearsal_execute(run_id)
 
 
 @shared_task

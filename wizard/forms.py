@@ -6,6 +6,8 @@ from typing import Any
 
 from django import forms
 
+from migrations_engine.accounts import accounts_read
+
 
 class SourceForm(forms.Form):
     """Step 2: which system to migrate from, and its Admin User password."""
@@ -41,12 +43,21 @@ class OptionsForm(forms.Form):
     copy_traffic_logs = forms.BooleanField(label="Copy User Traffic Logs", required=False)
     scope = forms.ChoiceField(
         label="Data to migrate",
-        choices=[("all", "All data"), ("chosen", "Only the tables chosen below")],
+        choices=[
+            ("all", "All data"),
+            ("chosen", "Only the tables chosen below"),
+            ("accounts", "Only the accounts listed below, with their sessions, vouchers and logs"),
+        ],
         widget=forms.RadioSelect,
         initial="all",
     )
     tables = forms.MultipleChoiceField(
         label="Tables", required=False, widget=forms.CheckboxSelectMultiple
+    )
+    accounts = forms.CharField(
+        label="Accounts (one user name per line)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false"}),
     )
 
     def __init__(
@@ -60,10 +71,16 @@ class OptionsForm(forms.Form):
             fields["migrate_licence"].help_text = f"Not available: {licence_refusal}"
 
     def chosen_tables(self) -> list[str] | None:
-        """None for all data, else the tables ticked."""
-        if self.cleaned_data["scope"] == "all":
+        """The tables ticked, or None (all data, or accounts)."""
+        if self.cleaned_data["scope"] != "chosen":
             return None
         return list(self.cleaned_data["tables"])
+
+    def chosen_accounts(self) -> list[str] | None:
+        """The accounts listed, or None (all data, or tables)."""
+        if self.cleaned_data["scope"] != "accounts":
+            return None
+        return accounts_read(self.cleaned_data["accounts"].splitlines())
 
 
 class ConfirmationForm(forms.Form):

@@ -18,6 +18,7 @@ from migrations_engine import executor
 from migrations_engine.advice import dns_advice_after, dns_advice_before
 from migrations_engine.models import MigrationRun, RunStatus
 from migrations_engine.preflight import AddressRefused
+from migrations_engine.rehearsal import RehearsalFailed, rehearsal_start
 from migrations_engine.report import report_html
 from migrations_engine.services import (
     PreparationError,
@@ -55,13 +56,21 @@ def wizard_step(name: str) -> Callable[[View], View]:
     return decorate
 
 
-def page(request: HttpRequest, name: str, run: MigrationRun | None, **context: Any) -> HttpResponse:
-    """A step's page with the step indicator."""
+def page(
+    request: HttpRequest, name: str, run: MigrationRun | None, step: str = "", **context: Any
+) -> HttpResponse:
+    """A step's page (or a page within step `step`) with the step indicator."""
     furthest = STEP_BY_NAME[furthest_step(run)].number
     return render(
         request,
         f"wizard/{name}.html",
-        {"steps": STEPS, "step": STEP_BY_NAME[name], "furthest": furthest, "run": run, **context},
+        {
+            "steps": STEPS,
+            "step": STEP_BY_NAME[step or name],
+            "furthest": furthest,
+            "run": run,
+            **context,
+        },
     )
 
 
@@ -126,8 +135,9 @@ def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
         "swap_configuration": run.swap_configuration,
         "migrate_licence": run.migrate_licence,
         "copy_traffic_logs": run.copy_traffic_logs,
-        "scope": "all" if run.tables is None else "chosen",
+        "scope": "chosen" if run.tables is not None else "accounts" if run.accounts else "all",
         "tables": run.tables or [],
+        "accounts": "\n".join(run.accounts or []),
     }
     form = OptionsForm(
         posted(request),
@@ -143,11 +153,39 @@ def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
                 migrate_licence=form.cleaned_data["migrate_licence"],
                 copy_traffic_logs=form.cleaned_data["copy_traffic_logs"],
                 tables=form.chosen_tables(),
+                accounts=form.chosen_accounts(),
             )
+            if "rehearse" in request.POST:
+                run.refresh_from_db()
+                rehearsal_start(run)
+                return redirect("wizard:rehearsal")
             return redirect("wizard:confirmation")
-        except PreparationError as error:
+        except (PreparationError, RehearsalFailed) as error:
             form.add_error(None, str(error))
     return page(request, "options", run, form=form, info=run.source_info, tables=tables)
+
+
+@wizard_step("confirmation")
+def rehearsal(request: HttpRequest, run: MigrationRun) -> HttpResponse:
+    """Within Options: the dry run's progress, then what it found and the estimate."""
+    return page(request, "rehearsal", run, step="options", polling=_rehearsing(run))
+
+
+def _rehearsing(run: MigrationRun) -> bool:
+    return run.rehearsal.get("status") == "running"
+
+
+@staff_required
+def rehearsal_progress(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The rehearsal partial, polled once a second; status 286 once it has ended."""
+    run = MigrationRun.objects.filter(id=run_id).first()
+    if run is None:
+        return HttpResponse("This migration no longer exists.", status=POLL_STOP)
+    polling = _rehearsing(run)
+    response = render(request, "wizard/rehearsal_progress.html", {"run": run, "polling": polling})
+    if not polling:
+        response.status_code = POLL_STOP
+    return response
 
 
 @wizard_step("confirmation")

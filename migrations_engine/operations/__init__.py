@@ -3,7 +3,11 @@ of the current system (section 6)."""
 
 from migrations_engine.operations.backup_ops import BackupCurrentSystem
 from migrations_engine.operations.base import Operation
-from migrations_engine.operations.data_ops import CopyData, CopyDataAndActivateReplica
+from migrations_engine.operations.data_ops import (
+    CopyAccounts,
+    CopyData,
+    CopyDataAndActivateReplica,
+)
 from migrations_engine.operations.licence_ops import MigrateLicence
 from migrations_engine.operations.remote_ops import CopySyslog, RebootSystems
 from migrations_engine.operations.settings_ops import CopySettings, ModifySourceConfiguration
@@ -20,6 +24,7 @@ OPERATIONS: list[Operation] = [
     PlaceSourceUnderMaintenance(),
     DeactivateReplica(),
     CopyData(),
+    CopyAccounts(),
     MigrateLicence(),
     ModifySourceConfiguration(),
     RebootSystems(),

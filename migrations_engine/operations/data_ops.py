@@ -9,8 +9,10 @@ import pymysql
 from django.conf import settings
 
 from config.env import MySQLURL
+from migrations_engine.accounts import accounts_copy
 from migrations_engine.context import Progress, RunContext
 from migrations_engine.datacopy import CopyError, ProgressEvent, copy_database
+from migrations_engine.datacopy.sql import connect_source
 from migrations_engine.datacopy.upgrade import upgrade_data_schema
 from migrations_engine.operations.base import Operation, OperationFailed
 from migrations_engine.plan import PlanFacts
@@ -102,10 +104,48 @@ class CopyData(Operation):
     def applies(self, facts: PlanFacts) -> tuple[bool, str]:
         if facts.source_is_ha:
             return False, "the source is in high availability: its data is copied with the replica"
+        if facts.accounts is not None:
+            return False, "only the chosen accounts are migrated"
         return True, "the source is standalone"
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
         return copy_and_upgrade(context, progress)
+
+
+class CopyAccounts(Operation):
+    """4'. Selective migration: only the chosen accounts, with their sessions and vouchers."""
+
+    name = "copy_accounts"
+    label = "Copies the chosen accounts"
+    weight = 5
+    stall_hint = "The source's database does not answer, or a table on it is locked."
+
+    def applies(self, facts: PlanFacts) -> tuple[bool, str]:
+        if facts.accounts is None:
+            return False, "all data is migrated"
+        return True, f"{len(facts.accounts)} accounts were chosen"
+
+    def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
+        usernames = list(context.run.accounts or [])
+        progress.update(0.1, message=f"copying {len(usernames)} accounts", force=True)
+        try:
+            with connect_source(context.source_database()) as source:
+                with source.cursor() as cursor:
+                    result = accounts_copy(cursor, usernames)
+        except pymysql.MySQLError as error:
+            raise OperationFailed(
+                f"The source's database could not be read: {error.args[-1]}",
+                "Check that the source's database answers on port 3306, then Resume.",
+            ) from error
+        context.log(
+            f"accounts: {len(result.migrated)} migrated, {len(result.not_migrated)} not migrated"
+        )
+        progress.update(
+            1.0,
+            figures={"accounts": len(result.migrated), "accounts_total": len(usernames)},
+            force=True,
+        )
+        return result.as_dict()
 
 
 def _connect(url: MySQLURL) -> pymysql.connections.Connection:

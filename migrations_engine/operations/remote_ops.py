@@ -6,11 +6,14 @@ the host key pinned, and revoked when the operation ends, whatever happens.
 
 from __future__ import annotations
 
+import gzip
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
+from migrations_engine.accounts import traffic_lines_filter
 from migrations_engine.context import Progress, RunContext
 from migrations_engine.operations.base import (
     Operation,
@@ -29,6 +32,18 @@ from migrations_engine.remote.progress import CopyProgress
 from migrations_engine.remote.reboot import reboot_and_wait
 from migrations_engine.remote.session import ssh_session
 from migrations_engine.remote.tree import copy_tree
+
+
+def write_lines(target: Path, lines: Iterable[bytes]) -> int:
+    """Write lines gzipped under a temporary name, then rename; returns how many."""
+    partial = target.with_name(f".{target.name}.partial")
+    count = 0
+    with gzip.open(partial, "wb") as out:
+        for line in lines:
+            out.write(line)
+            count += 1
+    partial.rename(target)
+    return count
 
 
 def _file_receipt(directory: Path, name: str) -> dict[str, Any]:
@@ -111,6 +126,8 @@ class CopySyslog(Operation):
         source_dir = context.run.source_info.get("traffic_log_dir", "")
         target_dir = Path(settings.APPLIANCE_TRAFFIC_LOG_DIR)
         target_dir.mkdir(parents=True, exist_ok=True)
+        if context.run.accounts is not None:
+            return self._copy_accounts_lines(context, progress, source_dir, target_dir)
 
         def on_progress(event: CopyProgress) -> None:
             fraction = event.bytes_done / event.bytes_total if event.bytes_total else 1.0
@@ -146,6 +163,40 @@ class CopySyslog(Operation):
             "bytes": copied.bytes_transferred,
             "seconds": round(copied.seconds, 1),
         }
+
+    def _copy_accounts_lines(
+        self, context: RunContext, progress: Progress, source_dir: str, target_dir: Path
+    ) -> dict[str, Any]:
+        """Selective migration: from each source log, only the chosen accounts' lines, into
+        `<name>.from-<source host>.log.gz` here (this system's own logs stay untouched)."""
+        accounts = set(context.run.accounts or [])
+        origin = context.run.source_info.get("host_name", "source")
+        files = []
+        try:
+            with ssh_session(context.peer(), context.run.peer_ref) as session:
+                sftp = session.client.open_sftp()
+                names = sorted(n for n in sftp.listdir(source_dir) if n.endswith(".log.gz"))
+                for index, name in enumerate(names):
+                    progress.update(index / max(len(names), 1), message=name)
+                    target = target_dir / name.replace(".log.gz", f".from-{origin}.log.gz")
+                    with sftp.open(f"{source_dir}/{name}", "rb") as remote:
+                        remote.prefetch()
+                        chunks = iter(lambda: remote.read(1 << 16), b"")
+                        lines = write_lines(target, traffic_lines_filter(chunks, accounts))
+                    if lines:
+                        files.append({**_file_receipt(target_dir, target.name), "lines": lines})
+                    else:
+                        target.unlink(missing_ok=True)
+                sftp.close()
+        except (RemoteError, OSError) as error:
+            if isinstance(error, RemoteError):
+                raise remote_failure(error) from error
+            raise OperationFailed(
+                f"The traffic logs could not be filtered: {error}",
+                "Check the disk of this system and port 22 of the source, then Resume.",
+            ) from error
+        context.log(f"traffic logs: the chosen accounts' lines from {len(names)} files")
+        return {"files": files, "source_files": len(names), "accounts": sorted(accounts)}
 
     def undo(self, context: RunContext) -> None:
         for partial in Path(settings.APPLIANCE_TRAFFIC_LOG_DIR).rglob(".*.partial"):

@@ -4,6 +4,7 @@ worker killed with SIGKILL during the data copy that the run survives."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import redis
 
 from appliance import services
 from migrations_engine import executor
+from migrations_engine.accounts import account_digest, account_rows
 from migrations_engine.context import Progress, RunContext
 from migrations_engine.models import MigrationRun
 from migrations_engine.operations import OPERATION_BY_NAME
@@ -534,3 +536,85 @@ def test_a_dry_run_changes_nothing_and_reports_what_the_real_run_then_copies(
     copied = next(op for op in operations if op["name"] == "copy_data")["result"]["tables"]
     assert copied == rehearsal["tables"]
     assert rehearsal["tables"]["accounting_session"]["rows"] > 0
+
+
+def log_lines(path: Path, accounts: set[str]) -> list[str]:
+    with gzip.open(path, "rt") as lines:
+        return [line for line in lines if line.split(" ")[1] in accounts]
+
+
+def test_a_selective_run_of_three_accounts_moves_exactly_their_rows_and_log_lines(
+    fresh: dict[str, str], tmp_path: Path
+) -> None:
+    with current_data() as db, db.cursor() as cursor:
+        for table in ("accounting_session", "voucher", "subscriber"):
+            cursor.execute(f"DELETE FROM {table}")  # this system's own accounts are others
+        db.commit()
+        cursor.execute("SELECT COUNT(*), SUM(CRC32(message)) FROM event_log")
+        events_before = cursor.fetchone()
+    source_logs = sorted(Path(fresh["SOURCE_TRAFFIC_LOG_DIR"]).glob("*.log.gz"))
+    target_dir = Path(fresh["TARGET_TRAFFIC_LOG_DIR"])
+    own_logs = {path.name: path.read_bytes() for path in target_dir.glob("*.log.gz")}
+    in_logs: set[str] = set()
+    for path in source_logs:
+        with gzip.open(path, "rt") as lines:
+            in_logs.update(line.split(" ")[1] for line in lines)
+    with pymysql.connect(host=SOURCE, user="root", database="appliance_data") as db:
+        with db.cursor() as cursor:
+            cursor.execute(
+                "SELECT s.username FROM subscriber s JOIN voucher v ON v.subscriber_id = s.id "
+                "JOIN accounting_session a ON a.subscriber_id = s.id GROUP BY s.username"
+            )
+            owners = [name for (name,) in cursor.fetchall()]
+    logged = [name for name in owners if name in in_logs] or owners
+    chosen = [logged[0], owners[-1], owners[len(owners) // 2]]
+    accounts_file = tmp_path / "user_list"
+    accounts_file.write_text("\n".join([*chosen, "nobody-here", "# a comment", ""]))
+    result = migrate(fresh, tmp_path, "--yes", "--copy-logs", "--accounts", str(accounts_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    with pymysql.connect(host=SOURCE, user="root", database="appliance_data") as source:
+        with current_data() as here:
+            with source.cursor() as theirs, here.cursor() as ours:
+                ours.execute("SELECT username FROM subscriber ORDER BY username")
+                assert [name for (name,) in ours.fetchall()] == sorted(chosen)
+                for name in chosen:
+                    mine, original = account_rows(ours, name), account_rows(theirs, name)
+                    assert mine is not None and original is not None
+                    assert account_digest(mine) == account_digest(original)
+                ours.execute("SELECT COUNT(*) FROM accounting_session")
+                (sessions,) = ours.fetchone()
+                ours.execute("SELECT COUNT(*), SUM(CRC32(message)) FROM event_log")
+                assert ours.fetchone() == events_before
+    expected_sessions = sum(
+        len(rows["accounting_session"])
+        for name in chosen
+        if (rows := account_rows_at_source(name)) is not None
+    )
+    assert sessions == expected_sessions
+    for name, content in own_logs.items():
+        assert (target_dir / name).read_bytes() == content
+    new_logs = sorted(set(p.name for p in target_dir.glob("*.log.gz")) - set(own_logs))
+    expected = {
+        path.name.replace(".log.gz", ".from-appliance-old.log.gz"): log_lines(path, set(chosen))
+        for path in source_logs
+    }
+    assert new_logs == sorted(name for name, lines in expected.items() if lines)
+    for name in new_logs:
+        with gzip.open(target_dir / name, "rt") as copied:
+            assert copied.readlines() == expected[name]
+    report = json.loads((tmp_path / "report.json").read_text())
+    accounts = next(op for op in report["operations"] if op["name"] == "copy_accounts")["result"]
+    assert sorted(accounts["accounts_migrated"]) == sorted(chosen)
+    assert accounts["accounts_not_migrated"] == [
+        {"account": "nobody-here", "reason": "there is no such account on the source"}
+    ]
+
+
+def current_data() -> Any:
+    return pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_data")
+
+
+def account_rows_at_source(name: str) -> Any:
+    with pymysql.connect(host=SOURCE, user="root", database="appliance_data") as db:
+        with db.cursor() as cursor:
+            return account_rows(cursor, name)

@@ -18,6 +18,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from migrations_engine import executor
+from migrations_engine.accounts import accounts_read
 from migrations_engine.models import MigrationRun, OperationStatus, RunStatus
 from migrations_engine.peer_client import PeerError
 from migrations_engine.preflight import AddressRefused, preflight, source_address_check
@@ -45,6 +46,10 @@ class Command(BaseCommand):
         parser.add_argument("--migrate-licence", action="store_true", help="Migrate License")
         parser.add_argument("--copy-logs", action="store_true", help="Copy User Traffic Logs")
         parser.add_argument("--tables", help="comma-separated tables to copy (default: all)")
+        parser.add_argument(
+            "--accounts",
+            help="file listing the accounts to migrate, one user name per line (default: all)",
+        )
         parser.add_argument("--yes", action="store_true", help="run it (it cannot be undone)")
         parser.add_argument(
             "--dry-run",
@@ -70,6 +75,7 @@ class Command(BaseCommand):
                 migrate_licence=options["migrate_licence"],
                 copy_traffic_logs=options["copy_logs"],
                 tables=options["tables"].split(",") if options["tables"] else None,
+                accounts=self._accounts(options["accounts"]),
             )
         except (PreparationError, PeerError) as error:
             raise CommandError(str(error)) from None
@@ -146,6 +152,14 @@ class Command(BaseCommand):
         if failed:
             fixes = "\n".join(f"- {check.name}: {check.fix}" for check in failed)
             raise CommandError(f"The source is not ready for a migration:\n{fixes}")
+
+    def _accounts(self, path: str | None) -> list[str] | None:
+        if not path:
+            return None
+        try:
+            return accounts_read(Path(path).read_text().splitlines())
+        except OSError as error:
+            raise CommandError(f"Cannot read the accounts file: {error}") from None
 
     def _password(self, path: str | None) -> str:
         if path:
