@@ -130,6 +130,10 @@ class DemoUnderTest:
             "--no-licence",
         )
 
+    def current_data(self) -> Any:
+        """A connection to the current system's data database."""
+        return pymysql.connect(host="127.0.0.1", user="root", database=f"{self.name}_current_data")
+
     def data_checksums(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """CHECKSUM TABLE of the data tables on the source and on the current system."""
         return (

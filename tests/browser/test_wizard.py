@@ -340,3 +340,53 @@ def test_migrate_license_is_disabled_with_the_reason_when_this_system_has_one(
         "Not available: This system already has a licence."
     )
     shot(page, "licence-disabled")
+
+
+def test_a_rehearsal_from_options_reports_and_changes_nothing(
+    staff: Staff, shot: Screenshots, fresh: dict[str, str]
+) -> None:
+    before = DEMO.data_checksums()
+    page = staff.window()
+    prepare_until_options(page, fresh)
+    page.get_by_role("button", name="Rehearse (dry run)").click()
+    expect(page).to_have_url(re.compile(r"/wizard/rehearsal/$"))
+    expect(page.get_by_text("Rehearsal completed")).to_be_visible(timeout=120_000)
+    expect(page.locator("table.rehearsal-tables")).to_contain_text("accounting_session")
+    expect(page.locator("ul.not-migrated")).to_contain_text("site-bound")
+    expect(page.get_by_text("The real migration should take about")).to_be_visible()
+    shot(page, "rehearsal")
+    assert DEMO.data_checksums() == before
+    assert DEMO.peer().info()["maintenance"] is False
+    page.get_by_role("link", name="Next").click()
+    expect(page.get_by_role("heading", name="Step 5: Confirmation")).to_be_visible()
+
+
+def test_a_failure_says_why_and_start_over_brings_this_system_back(
+    staff: Staff, shot: Screenshots, fresh: dict[str, str]
+) -> None:
+    with DEMO.current_data() as db, db.cursor() as cursor:  # this system's data is its own
+        cursor.execute("DELETE FROM event_log ORDER BY id LIMIT 10")
+        db.commit()
+    _, current_before = DEMO.data_checksums()
+    page = staff.window()
+    prepare_until_options(page, fresh)
+    page.get_by_label("Copy User Traffic Logs").check()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label(re.compile("host name to confirm")).fill("appliance-old")
+    ssh = SSHServer(DEMO.directory / "source-ssh", SOURCE, 2222)
+    ssh.stop()  # the logs cannot be copied: the run fails late, after the data copy
+    try:
+        page.get_by_role("button", name="Execute").click()
+        failure = page.get_by_role("alert")
+        expect(failure).to_contain_text("Copies the syslog data failed", timeout=180_000)
+        expect(failure).to_contain_text("What to do:")
+        for action in ("Resume", "Abandon", "Start over"):
+            expect(page.get_by_role("button", name=action)).to_be_visible()
+        shot(page, "execution-failed")
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Start over").click()
+        expect(page).to_have_url(re.compile(r"/wizard/welcome/$"), timeout=60_000)
+    finally:
+        ssh.start()
+    assert DEMO.data_checksums()[1] == current_before
+    assert DEMO.peer().info()["maintenance"] is False

@@ -473,7 +473,7 @@ def current_state() -> dict[str, Any]:
 def test_restore_backup_after_a_failed_run_brings_back_exactly_the_state_before(
     fresh: dict[str, str], tmp_path: Path
 ) -> None:
-    with pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_data") as db:
+    with DEMO.current_data() as db:
         with db.cursor() as cursor:  # this system has data of its own, unlike the source's
             cursor.execute("DELETE FROM event_log ORDER BY id LIMIT 10")
         db.commit()
@@ -546,7 +546,7 @@ def log_lines(path: Path, accounts: set[str]) -> list[str]:
 def test_a_selective_run_of_three_accounts_moves_exactly_their_rows_and_log_lines(
     fresh: dict[str, str], tmp_path: Path
 ) -> None:
-    with current_data() as db, db.cursor() as cursor:
+    with DEMO.current_data() as db, db.cursor() as cursor:
         for table in ("accounting_session", "voucher", "subscriber"):
             cursor.execute(f"DELETE FROM {table}")  # this system's own accounts are others
         db.commit()
@@ -573,7 +573,7 @@ def test_a_selective_run_of_three_accounts_moves_exactly_their_rows_and_log_line
     result = migrate(fresh, tmp_path, "--yes", "--copy-logs", "--accounts", str(accounts_file))
     assert result.returncode == 0, result.stdout + result.stderr
     with pymysql.connect(host=SOURCE, user="root", database="appliance_data") as source:
-        with current_data() as here:
+        with DEMO.current_data() as here:
             with source.cursor() as theirs, here.cursor() as ours:
                 ours.execute("SELECT username FROM subscriber ORDER BY username")
                 assert [name for (name,) in ours.fetchall()] == sorted(chosen)
@@ -608,10 +608,6 @@ def test_a_selective_run_of_three_accounts_moves_exactly_their_rows_and_log_line
     assert accounts["accounts_not_migrated"] == [
         {"account": "nobody-here", "reason": "there is no such account on the source"}
     ]
-
-
-def current_data() -> Any:
-    return pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_data")
 
 
 def account_rows_at_source(name: str) -> Any:
