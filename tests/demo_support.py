@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,10 +116,8 @@ class DemoUnderTest:
             *options,
         )
 
-    def reset(self, *source_options: str) -> None:
-        """Both nodes as the demo made them: source in service, current unlicensed, no runs."""
-        self.peer().maintenance(enabled=False)
-        self.seed_source(*source_options)
+    def seed_current(self, *options: str) -> None:
+        """The current system as the demo seeds it (small), with any other seed options."""
         self.manage(
             "current",
             "seed_node",
@@ -127,8 +127,24 @@ class DemoUnderTest:
             "appliance-new",
             "--ip-address",
             self.current_address,
-            "--no-licence",
+            *options,
         )
+
+    def reset(self, *source_options: str) -> None:
+        """Both nodes as the demo made them: source in service, current unlicensed."""
+        self.peer().maintenance(enabled=False)
+        self.seed_source(*source_options)
+        self.seed_current("--no-licence")
+
+    @contextmanager
+    def running(self) -> Iterator[dict[str, str]]:
+        """The demo started for a group of tests (its settings), stopped after them."""
+        try:
+            started = self.start()
+            assert started.returncode == 0, started.stdout + started.stderr
+            yield self.settings()
+        finally:
+            self.stop()
 
     def current_data(self) -> Any:
         """A connection to the current system's data database."""

@@ -178,12 +178,27 @@ def _rehearsing(run: MigrationRun) -> bool:
 @staff_required
 def rehearsal_progress(request: HttpRequest, run_id: int) -> HttpResponse:
     """The rehearsal partial, polled once a second; status 286 once it has ended."""
+    return polled_partial(
+        request,
+        run_id,
+        "wizard/rehearsal_progress.html",
+        lambda run: {"polling": _rehearsing(run)},
+    )
+
+
+def polled_partial(
+    request: HttpRequest,
+    run_id: int,
+    template: str,
+    context: Callable[[MigrationRun], dict[str, Any]],
+) -> HttpResponse:
+    """A partial htmx polls: rendered for the run, with status 286 once polling should stop."""
     run = MigrationRun.objects.filter(id=run_id).first()
     if run is None:
         return HttpResponse("This migration no longer exists.", status=POLL_STOP)
-    polling = _rehearsing(run)
-    response = render(request, "wizard/rehearsal_progress.html", {"run": run, "polling": polling})
-    if not polling:
+    values = context(run)
+    response = render(request, template, {"run": run, **values})
+    if not values["polling"]:
         response.status_code = POLL_STOP
     return response
 
@@ -222,14 +237,7 @@ def progress_context(run: MigrationRun) -> dict[str, Any]:
 @staff_required
 def progress(request: HttpRequest, run_id: int) -> HttpResponse:
     """The progress partial, polled once a second; status 286 once the run has ended."""
-    run = MigrationRun.objects.filter(id=run_id).first()
-    if run is None:
-        return HttpResponse("This migration no longer exists.", status=POLL_STOP)
-    context = progress_context(run)
-    response = render(request, "wizard/progress.html", {"run": run, **context})
-    if not context["polling"]:
-        response.status_code = POLL_STOP
-    return response
+    return polled_partial(request, run_id, "wizard/progress.html", progress_context)
 
 
 @require_POST

@@ -49,5 +49,6 @@ class Operation:
 def remote_failure(error: RemoteError) -> OperationFailed:
     return OperationFailed(
         str(error),
-        "Check that port 22 of the source is open and its SSH service runs, then Resume.",
+        "Check that the source's SSH port (22 unless it says otherwise) is open from this "
+        "system and its SSH service runs, then Resume.",
     )

@@ -193,7 +193,7 @@ class CopySyslog(Operation):
                 raise remote_failure(error) from error
             raise OperationFailed(
                 f"The traffic logs could not be filtered: {error}",
-                "Check the disk of this system and port 22 of the source, then Resume.",
+                "Check the disk of this system and the source's SSH service, then Resume.",
             ) from error
         context.log(f"traffic logs: the chosen accounts' lines from {len(names)} files")
         return {"files": files, "source_files": len(names), "accounts": sorted(accounts)}

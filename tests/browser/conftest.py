@@ -49,12 +49,8 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[dict[str, str]]:
-    try:
-        started = DEMO.start()
-        assert started.returncode == 0, started.stdout + started.stderr
-        yield DEMO.settings()
-    finally:
-        DEMO.stop()
+    with DEMO.running() as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -323,16 +323,7 @@ def test_a_closed_port_is_reported_with_its_fix_and_re_check_passes_once_open(
 def test_migrate_license_is_disabled_with_the_reason_when_this_system_has_one(
     staff: Staff, shot: Screenshots, fresh: dict[str, str]
 ) -> None:
-    DEMO.manage(
-        "current",
-        "seed_node",
-        "--size",
-        "small",
-        "--host-name",
-        "appliance-new",
-        "--ip-address",
-        DEMO.current_address,
-    )
+    DEMO.seed_current()  # with a licence
     page = staff.window()
     prepare_until_options(page, fresh)
     expect(page.get_by_label("Migrate License")).to_be_disabled()

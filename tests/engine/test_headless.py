@@ -46,12 +46,8 @@ node_python = DEMO.python
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[dict[str, str]]:
-    try:
-        started = DEMO.start()
-        assert started.returncode == 0, started.stdout + started.stderr
-        yield DEMO.settings()
-    finally:
-        DEMO.stop()
+    with DEMO.running() as settings:
+        yield settings
 
 
 def peer(demo: dict[str, str]) -> PeerClient:
