@@ -160,11 +160,19 @@ def _estimate(run: MigrationRun, copy: Any, plan: list[Any]) -> dict[str, Any]:
     return {
         **{name: round(value, 1) for name, value in parts.items()},
         "total_seconds": round(sum(parts.values()), 1),
-        "basis": (
-            f"data copy measured now ({copy.rows:,} rows in {copy.seconds:.1f} s); backup of "
-            f"this system's {here / 1e6:.1f} MB at the same speed; traffic logs at "
-            f"{LOG_BYTES_PER_SECOND / 1e6:.0f} MB/s; about {STEP_SECONDS:.0f} s per other "
-            f"operation; about {REBOOT_SECONDS:.0f} s for the reboots"
+        "basis": "; ".join(
+            reason
+            for reason, used in (
+                (f"data copy measured now ({copy.rows:,} rows in {copy.seconds:.1f} s)", True),
+                (f"backup of this system's {here / 1e6:.1f} MB at the same speed", True),
+                (
+                    f"traffic logs at {LOG_BYTES_PER_SECOND / 1e6:.0f} MB/s",
+                    run.copy_traffic_logs,
+                ),
+                (f"about {STEP_SECONDS:.0f} s per other operation", True),
+                (f"about {REBOOT_SECONDS:.0f} s for the reboots", run.swap_configuration),
+            )
+            if used
         ),
     }
 

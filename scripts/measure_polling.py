@@ -89,6 +89,8 @@ class Round:
     clients: int
     copy_seconds: float
     polls: list[Poll]
+    load: float
+    """The 1-minute load average as the copy ended: other work on the machine shows here."""
 
 
 def node_env(node: str) -> dict[str, str]:
@@ -152,6 +154,10 @@ def migration_start(demo: dict[str, str], work: Path) -> subprocess.Popen[bytes]
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def migration_log(work: Path) -> str:
+    return (work / "migrate_from.log").read_text()
+
+
 def control_connect() -> pymysql.connections.Connection:
     """The current node's control database, where the run's rows are."""
     url = parse_mysql_url(node_env("current")["CONTROL_DB_URL"])
@@ -184,7 +190,10 @@ def copy_status(control: pymysql.connections.Connection, run_id: int) -> str:
 
 
 def copy_started(
-    control: pymysql.connections.Connection, before: int, migration: subprocess.Popen[bytes]
+    control: pymysql.connections.Connection,
+    before: int,
+    migration: subprocess.Popen[bytes],
+    work: Path,
 ) -> int:
     """Wait until the copy of the run newer than `before` runs (or already ran); its run id."""
     while True:
@@ -192,7 +201,7 @@ def copy_started(
         if run_id > before and copy_status(control, run_id) not in ("", "pending"):
             return run_id
         if migration.poll() is not None:
-            sys.exit(f"migrate_from ended (status {migration.returncode}) before the copy ran")
+            sys.exit(f"migrate_from ended before the copy ran:\n{migration_log(work)}")
         time.sleep(0.1)
 
 
@@ -323,20 +332,20 @@ def measure_round(demo: dict[str, str], target: Target, sessions: list[str], wor
     try:
         before = newest_run_id(control)
         migration = migration_start(demo, work)
-        run_id = copy_started(control, before, migration)
+        run_id = copy_started(control, before, migration, work)
         stop = threading.Event()
         polls: list[Poll] = []
         threads = pollers_start(target, sessions, run_id, stop, polls) if sessions else []
         copy_ended(control, run_id)
+        load = os.getloadavg()[0]
         stop.set()
         for thread in threads:
             thread.join()
     finally:
         control.close()
     if migration.wait() != 0:
-        log = (work / "migrate_from.log").read_text()
-        sys.exit(f"migrate_from failed (status {migration.returncode}):\n{log}")
-    return Round(len(sessions), copy_seconds(run_id), polls)
+        sys.exit(f"migrate_from failed:\n{migration_log(work)}")
+    return Round(len(sessions), copy_seconds(run_id), polls, load)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -349,7 +358,7 @@ def round_line(number: int, result: Round) -> str:
     if result.polls:
         latencies = sorted(poll.seconds * 1000 for poll in result.polls)
         line += f", {len(latencies)} polls, p95 {percentile(latencies, 0.95):.1f} ms"
-    return line
+    return f"{line}, load {result.load:.1f}"
 
 
 def summary(rounds: list[Round], clients: int) -> bool:
