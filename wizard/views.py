@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -186,6 +188,37 @@ def rehearsal_progress(request: HttpRequest, run_id: int) -> HttpResponse:
     )
 
 
+class RecentPartials:
+    """Partials of runs in progress rendered in the last `FRESH_SECONDS`, by template and run.
+
+    Many browsers polling the same run once a second then cost this process a couple of
+    renders a second instead of one each; what they see is at most that much older (progress
+    itself is written twice a second). Only partials without anything of one user (no forms,
+    no CSRF token: a run in progress) are kept.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[tuple[str, int], tuple[float, bytes]] = {}
+
+    def get(self, key: tuple[str, int]) -> bytes | None:
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is None or time.monotonic() - kept[0] > FRESH_SECONDS:
+            return None
+        return kept[1]
+
+    def put(self, key: tuple[str, int], body: bytes) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= FRESH_SECONDS}
+            self._kept[key] = (now, body)
+
+
+FRESH_SECONDS = 0.5
+RECENT_PARTIALS = RecentPartials()
+
+
 def polled_partial(
     request: HttpRequest,
     run_id: int,
@@ -193,12 +226,17 @@ def polled_partial(
     context: Callable[[MigrationRun], dict[str, Any]],
 ) -> HttpResponse:
     """A partial htmx polls: rendered for the run, with status 286 once polling should stop."""
+    kept = RECENT_PARTIALS.get((template, run_id))
+    if kept is not None:
+        return HttpResponse(kept)
     run = MigrationRun.objects.filter(id=run_id).first()
     if run is None:
         return HttpResponse("This migration no longer exists.", status=POLL_STOP)
     values = context(run)
     response = render(request, template, {"run": run, **values})
-    if not values["polling"]:
+    if values["polling"]:
+        RECENT_PARTIALS.put((template, run_id), response.content)
+    else:
         response.status_code = POLL_STOP
     return response
 

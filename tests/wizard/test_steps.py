@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -35,6 +36,7 @@ from migrations_engine.secrets import secret_put
 from migrations_engine.services import wizard_run
 from wizard import urls as wizard_urls
 from wizard.templatetags.wizard_format import duration, figures, percent, size
+from wizard.views import FRESH_SECONDS
 
 pytestmark = pytest.mark.django_db
 
@@ -607,6 +609,25 @@ def test_progress_of_a_running_run_keeps_polling(
     assert "about 3 min 20 s left" in page
     assert "4,200 of 10,000 rows" in page
     assert "Running. Do not power off this system or the source." in page
+
+
+def test_pollers_of_a_run_in_progress_share_one_render(
+    staff_client: Client, django_assert_max_num_queries: DjangoAssertNumQueries
+) -> None:
+    run = started(
+        RunStatus.RUNNING,
+        [{"name": "copy_data", "status": OperationStatus.RUNNING, "fraction": 0.3}],
+    )
+    watcher = Client()
+    watcher.force_login(User.objects.create_user("watcher", password="x", is_staff=True))
+    first = staff_client.get(f"/wizard/runs/{run.id}/progress/")
+    with django_assert_max_num_queries(2):  # the session and the user: nothing of the run
+        second = watcher.get(f"/wizard/runs/{run.id}/progress/")
+    assert second.content == first.content
+    assert 'aria-valuenow="30"' in page_text(second)
+    OperationState.objects.filter(run=run).update(fraction=0.6)
+    time.sleep(FRESH_SECONDS + 0.1)
+    assert 'aria-valuenow="60"' in page_text(staff_client.get(f"/wizard/runs/{run.id}/progress/"))
 
 
 def test_progress_of_a_succeeded_run_stops_polling_and_leads_to_the_result(
