@@ -125,6 +125,18 @@ SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 # Celery: the broker is Redis; each node on a machine uses its own Redis database.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = None
+
+# Sessions are read from Redis (the node's own Redis database, shared by its web processes, so a
+# logout ends the session everywhere) and kept in the control database too: a page polled by many
+# browsers need not query the database for the session.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("CACHE_URL", CELERY_BROKER_URL),
+        "KEY_PREFIX": "appliance",
+    }
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -621,7 +621,7 @@ def test_pollers_of_a_run_in_progress_share_one_render(
     watcher = Client()
     watcher.force_login(User.objects.create_user("watcher", password="x", is_staff=True))
     first = staff_client.get(f"/wizard/runs/{run.id}/progress/")
-    with django_assert_max_num_queries(2):  # the session and the user: nothing of the run
+    with django_assert_max_num_queries(2):  # the session (cached) and the user only
         second = watcher.get(f"/wizard/runs/{run.id}/progress/")
     assert second.content == first.content
     assert 'aria-valuenow="30"' in page_text(second)
