@@ -155,6 +155,7 @@ def migration_start(demo: dict[str, str], work: Path) -> subprocess.Popen[bytes]
 
 
 def migration_log(work: Path) -> str:
+    """What migrate_from printed."""
     return (work / "migrate_from.log").read_text()
 
 
@@ -172,6 +173,7 @@ def control_connect() -> pymysql.connections.Connection:
 
 
 def newest_run_id(control: pymysql.connections.Connection) -> int:
+    """The id of the newest run on the current node (0 when there is none)."""
     with control.cursor() as cursor:
         cursor.execute("SELECT COALESCE(MAX(id), 0) FROM migrations_engine_migrationrun")
         row = cursor.fetchone()
@@ -354,6 +356,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def round_line(number: int, result: Round) -> str:
+    """One round's figures on one line."""
     line = f"round {number}: {result.clients:2} pollers, copy {result.copy_seconds:6.1f} s"
     if result.polls:
         latencies = sorted(poll.seconds * 1000 for poll in result.polls)
