@@ -8,3 +8,8 @@ class ApplianceConfig(AppConfig):
 
     name = "appliance"
     verbose_name = "Appliance"
+
+    def ready(self) -> None:
+        from appliance.auth import connect_signals
+
+        connect_signals()

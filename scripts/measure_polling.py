@@ -91,6 +91,8 @@ class Round:
     polls: list[Poll]
     load: float
     """The 1-minute load average as the copy ended: other work on the machine shows here."""
+    web_cpu: float
+    """Seconds of CPU the current node's web workers used while the copy ran."""
 
 
 def node_env(node: str) -> dict[str, str]:
@@ -132,6 +134,40 @@ def demo_reset(demo: dict[str, str], size: str) -> None:
         "current", "seed_node", "--size", "small",
         "--host-name", "appliance-new", "--ip-address", demo["TARGET_ADDRESS"], "--no-licence",
     )  # fmt: skip
+
+
+def server_roots(demo: dict[str, str]) -> list[pymysql.connections.Connection]:
+    """Root connections to the source's and the current node's MariaDB servers."""
+    urls = [parse_mysql_url(demo[name]) for name in ("SOURCE_DATA_DB_URL", "TARGET_DATA_DB_URL")]
+    return [
+        pymysql.connect(host=url.host, port=url.port, user="root", autocommit=True) for url in urls
+    ]
+
+
+def dirty_pages(server: pymysql.connections.Connection) -> int:
+    """Pages of the server's buffer pool not yet written to disk."""
+    with server.cursor() as cursor:
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")
+        row = cursor.fetchone()
+    return int(row[1]) if row else 0
+
+
+def servers_quiet(demo: dict[str, str], limit: float = 120) -> None:
+    """Let both servers write out what the reset left in memory, so that each round's copy
+    starts from the same state (without this the copy's time varied by half between rounds)."""
+    servers = server_roots(demo)
+    try:
+        for server in servers:
+            with server.cursor() as cursor:
+                cursor.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and max(map(dirty_pages, servers)) > 10:
+            time.sleep(0.5)
+    finally:
+        for server in servers:
+            with server.cursor() as cursor:
+                cursor.execute("SET GLOBAL innodb_max_dirty_pages_pct = DEFAULT")
+            server.close()
 
 
 def migration_start(demo: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
@@ -335,10 +371,13 @@ def measure_round(demo: dict[str, str], target: Target, sessions: list[str], wor
         before = newest_run_id(control)
         migration = migration_start(demo, work)
         run_id = copy_started(control, before, migration, work)
+        workers = web_workers()
+        cpu_before = cpu_seconds(workers)
         stop = threading.Event()
         polls: list[Poll] = []
         threads = pollers_start(target, sessions, run_id, stop, polls) if sessions else []
         copy_ended(control, run_id)
+        web_cpu = cpu_seconds(workers) - cpu_before
         load = os.getloadavg()[0]
         stop.set()
         for thread in threads:
@@ -347,7 +386,26 @@ def measure_round(demo: dict[str, str], target: Target, sessions: list[str], wor
         control.close()
     if migration.wait() != 0:
         sys.exit(f"migrate_from failed:\n{migration_log(work)}")
-    return Round(len(sessions), copy_seconds(run_id), polls, load)
+    return Round(len(sessions), copy_seconds(run_id), polls, load, web_cpu)
+
+
+def web_workers() -> list[int]:
+    """The process ids of the current node's web workers (the children of its master)."""
+    master = (DEMO_DIR / "current" / "web.pid").read_text().strip()
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes have used so far (those gone count nothing)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -361,7 +419,8 @@ def round_line(number: int, result: Round) -> str:
     if result.polls:
         latencies = sorted(poll.seconds * 1000 for poll in result.polls)
         line += f", {len(latencies)} polls, p95 {percentile(latencies, 0.95):.1f} ms"
-    return f"{line}, load {result.load:.1f}"
+        line += f", web CPU {1000 * result.web_cpu / len(latencies):.2f} ms per poll"
+    return f"{line}, web CPU {result.web_cpu:.1f} s, load {result.load:.1f}"
 
 
 def summary(rounds: list[Round], clients: int) -> bool:
@@ -413,6 +472,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="measure-polling-") as work:
         for number in range(1, 2 * options.rounds + 1):
             demo_reset(demo, options.size)
+            servers_quiet(demo)
             time.sleep(options.settle)
             result = measure_round(demo, target, sessions if number % 2 == 0 else [], Path(work))
             rounds.append(result)
