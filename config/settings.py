@@ -194,8 +194,6 @@ MIGRATION_SOURCE_PORTS = [
 
 # Execution of a migration on this node when it is the current system.
 MIGRATION_COPY_WORKERS = env_int("MIGRATION_COPY_WORKERS", 2, minimum=1)
-MIGRATION_WORKER_NICE = env_int("MIGRATION_WORKER_NICE", 10, minimum=0)
-"""The CPU priority (nice) of the Celery workers: above 0 the web pages go first."""
 MIGRATION_HEARTBEAT_STALE = env_int("MIGRATION_HEARTBEAT_STALE", 30, minimum=5)
 MIGRATION_STALL_SECONDS = env_int("MIGRATION_STALL_SECONDS", 120, minimum=10)
 MIGRATION_SERVICE_TIMEOUT = env_int("MIGRATION_SERVICE_TIMEOUT", 180, minimum=5)

@@ -6,12 +6,10 @@ prefork pool's daemonic children may not.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_init, worker_ready
-from django.conf import settings
+from celery.signals import worker_ready
 
 from migrations_engine import executor, rehearsal
 
@@ -33,13 +31,6 @@ def sweep_runs() -> None:
     """Pick up runs no live worker holds, and flag operations that stopped moving."""
     executor.runs_sweep()
     executor.operations_flag_stalled()
-
-
-@worker_init.connect
-def priority_lower(**kwargs: Any) -> None:
-    """A worker runs at MIGRATION_WORKER_NICE: the bulk work of a migration (and the copier
-    processes it starts, which inherit this) gives way to the pages an administrator watches."""
-    os.nice(max(0, settings.MIGRATION_WORKER_NICE - os.nice(0)))
 
 
 @worker_ready.connect

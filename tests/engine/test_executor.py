@@ -3,9 +3,6 @@ secrets kept encrypted and forgotten, stale runs picked up again."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -142,22 +139,3 @@ def test_an_operation_that_stops_moving_is_flagged_stalled_with_its_likely_cause
     assert state.stalled
     assert "source's database does not answer" in state.message
     assert "no progress for a while" in MigrationRun.objects.get(id=run.id).log
-
-
-def test_a_worker_gives_way_to_the_pages_at_its_configured_priority() -> None:
-    """The worker_init hook lowers the process's CPU priority to MIGRATION_WORKER_NICE, and the
-    processes it starts (the copier's) inherit it."""
-    code = (
-        "import os, subprocess, django; django.setup()\n"
-        "from migrations_engine.tasks import priority_lower\n"
-        "priority_lower()\n"
-        "child = subprocess.run(['python3', '-c', 'import os; print(os.nice(0))'],"
-        " capture_output=True, text=True, check=True)\n"
-        "print(os.nice(0), child.stdout.strip())\n"
-    )
-    env = {**os.environ, "MIGRATION_WORKER_NICE": "7", "DJANGO_SETTINGS_MODULE": "config.settings"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["7", "7"]
