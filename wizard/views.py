@@ -216,6 +216,10 @@ class RecentPartials:
 
 
 FRESH_SECONDS = 0.5
+RUN_FIELDS_NOT_POLLED = (
+    "log", "report", "plan", "source_certificate", "source_info", "current_info", "checks",
+)  # fmt: skip
+"""Large fields of a run that no polled partial shows: not read twice a second."""
 RECENT_PARTIALS = RecentPartials()
 
 
@@ -229,7 +233,7 @@ def polled_partial(
     kept = RECENT_PARTIALS.get((template, run_id))
     if kept is not None:
         return HttpResponse(kept)
-    run = MigrationRun.objects.filter(id=run_id).first()
+    run = MigrationRun.objects.filter(id=run_id).defer(*RUN_FIELDS_NOT_POLLED).first()
     if run is None:
         return HttpResponse("This migration no longer exists.", status=POLL_STOP)
     values = context(run)
@@ -262,7 +266,7 @@ def execution(request: HttpRequest, run: MigrationRun) -> HttpResponse:
 
 def progress_context(run: MigrationRun) -> dict[str, Any]:
     """What the progress partial shows."""
-    operations = list(run.operations.order_by("position"))
+    operations = list(run.operations.order_by("position").defer("memory", "result"))
     return {
         "operations": operations,
         "failed_operation": next((op for op in operations if op.status == "failed"), None),
