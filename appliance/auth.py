@@ -11,60 +11,33 @@ Logging out ends the session itself and takes effect at once everywhere.
 from __future__ import annotations
 
 import copy
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.db.models.signals import post_delete, post_save
 
+from appliance.kept import KeptBriefly
+
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 KEEP_SECONDS = 2.0
-
-
-class RecentUsers:
-    """Users looked up in the last `KEEP_SECONDS`, by primary key (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._kept: dict[Any, tuple[float, User]] = {}
-
-    def get(self, user_id: Any) -> User | None:
-        """A copy of the kept user (each request may change its own), None when not fresh."""
-        with self._lock:
-            kept = self._kept.get(user_id)
-        if kept is None or time.monotonic() - kept[0] > KEEP_SECONDS:
-            return None
-        return copy.copy(kept[1])
-
-    def put(self, user: User) -> None:
-        with self._lock:
-            self._kept[user.pk] = (time.monotonic(), copy.copy(user))
-
-    def forget(self, user_id: Any = None) -> None:
-        """Forget one user, or all of them."""
-        with self._lock:
-            if user_id is None:
-                self._kept.clear()
-            else:
-                self._kept.pop(user_id, None)
-
-
-RECENT_USERS = RecentUsers()
+RECENT_USERS: KeptBriefly[User] = KeptBriefly(KEEP_SECONDS)
+"""Users looked up in the last `KEEP_SECONDS`, by primary key."""
 
 
 class RecentUsersBackend(ModelBackend):
-    """Django's model backend whose per-request user lookup is kept for a moment."""
+    """Django's model backend whose per-request user lookup is kept for a moment. Each request
+    gets a copy of its own: it may change its user without changing another request's."""
 
     def get_user(self, user_id: Any) -> User | None:
-        user = RECENT_USERS.get(user_id)
-        if user is None:
-            user = super().get_user(user_id)
-            if user is not None:
-                RECENT_USERS.put(user)
+        kept = RECENT_USERS.get(user_id)
+        if kept is not None:
+            return copy.copy(kept)
+        user = super().get_user(user_id)
+        if user is not None:
+            RECENT_USERS.put(user.pk, copy.copy(user))
         return user
 
 

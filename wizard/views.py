@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -16,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from appliance.backup import BackupError
 from appliance.decorators import staff_required
+from appliance.kept import KeptBriefly
 from migrations_engine import executor
 from migrations_engine.advice import dns_advice_after, dns_advice_before
 from migrations_engine.models import MigrationRun, RunStatus
@@ -188,39 +187,19 @@ def rehearsal_progress(request: HttpRequest, run_id: int) -> HttpResponse:
     )
 
 
-class RecentPartials:
-    """Partials of runs in progress rendered in the last `FRESH_SECONDS`, by template and run.
-
-    Many browsers polling the same run once a second then cost this process a couple of
-    renders a second instead of one each; what they see is at most that much older (progress
-    itself is written twice a second). Only partials without anything of one user (no forms,
-    no CSRF token: a run in progress) are kept.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._kept: dict[tuple[str, int], tuple[float, bytes]] = {}
-
-    def get(self, key: tuple[str, int]) -> bytes | None:
-        with self._lock:
-            kept = self._kept.get(key)
-        if kept is None or time.monotonic() - kept[0] > FRESH_SECONDS:
-            return None
-        return kept[1]
-
-    def put(self, key: tuple[str, int], body: bytes) -> None:
-        with self._lock:
-            now = time.monotonic()
-            self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= FRESH_SECONDS}
-            self._kept[key] = (now, body)
-
-
 FRESH_SECONDS = 0.5
 RUN_FIELDS_NOT_POLLED = (
     "log", "report", "plan", "source_certificate", "source_info", "current_info", "checks",
 )  # fmt: skip
 """Large fields of a run that no polled partial shows: not read twice a second."""
-RECENT_PARTIALS = RecentPartials()
+RECENT_PARTIALS: KeptBriefly[bytes] = KeptBriefly(FRESH_SECONDS)
+"""Partials of runs in progress rendered in the last `FRESH_SECONDS`, by template and run.
+
+Many browsers polling the same run once a second then cost this process a couple of renders a
+second instead of one each; what they see is at most that much older (progress itself is
+written twice a second). Only partials without anything of one user (no forms, no CSRF token:
+a run in progress) are kept.
+"""
 
 
 def polled_partial(

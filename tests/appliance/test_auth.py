@@ -61,7 +61,7 @@ def test_a_new_password_set_here_ends_other_sessions_at_once(
 def test_staff_deactivated_by_another_process_are_refused_within_moments(
     staff_client: Client, admin_user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(auth, "KEEP_SECONDS", 0.3)
+    monkeypatch.setattr(auth.RECENT_USERS, "seconds", 0.3)
     assert staff_client.get(WIZARD).status_code == 200
     User.objects.filter(pk=admin_user.pk).update(is_active=False)  # no signal: as elsewhere
     time.sleep(0.4)
