@@ -1,7 +1,8 @@
-"""Serves the maintenance notice instead of the node's pages while maintenance mode is on.
+"""The node's middleware: the maintenance notice, and the client's address behind a front server.
 
-The peer API, static files, the login page and staff stay reachable: staff must be able to
-switch maintenance off, and a migrating peer drives the node through its API.
+While maintenance mode is on, the peer API, static files, the login page and staff stay
+reachable: staff must be able to switch maintenance off, and a migrating peer drives the node
+through its API.
 """
 
 from __future__ import annotations
@@ -32,4 +33,16 @@ class MaintenanceMiddleware:
             response.status_code = 503
             response["Retry-After"] = "600"
             return response
+        return self.get_response(request)
+
+
+class FrontServerMiddleware:
+    """Take the client's address from the front server's X-Real-IP (it sets it on every request
+    it passes on, overwriting what the client sent): lockouts count per real address."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.META["REMOTE_ADDR"] = request.META.get("HTTP_X_REAL_IP", "")
         return self.get_response(request)

@@ -57,6 +57,13 @@ MIDDLEWARE = [
     "appliance.middleware.MaintenanceMiddleware",
 ]
 
+# Behind a front web server (nginx, `manage.py front_config`) that terminates TLS on this node:
+# it says the request came over HTTPS and from which address (it overwrites what clients send).
+APPLIANCE_FRONT_SERVER = env_bool("APPLIANCE_FRONT_SERVER", False)
+if APPLIANCE_FRONT_SERVER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    MIDDLEWARE.insert(0, "appliance.middleware.FrontServerMiddleware")
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 
@@ -185,6 +192,9 @@ APPLIANCE_WEB_PORT = env_int("APPLIANCE_WEB_PORT", 443, minimum=1)
 
 # The wizard: a loopback source is only accepted where this says so (the demo and tests).
 WIZARD_ALLOW_LOOPBACK = env_bool("WIZARD_ALLOW_LOOPBACK", False)
+# Where the progress partials of runs in progress are published for the front web server to hand
+# out (wizard/progress.py); empty: browsers poll Django itself.
+WIZARD_PUBLISH_DIR = env_str("WIZARD_PUBLISH_DIR", "")
 # How the current system reaches a source: its HTTPS port, and the ports checked before a run.
 MIGRATION_SOURCE_HTTPS_PORT = env_int("MIGRATION_SOURCE_HTTPS_PORT", 443, minimum=1)
 MIGRATION_SOURCE_PORTS = [

@@ -1,6 +1,7 @@
 """The two-node demo on one machine: a seeded source (127.0.0.2) and a current system (127.0.0.1).
 
-Starts a second MariaDB server for the source, both nodes' HTTPS web processes and Celery
+Starts a second MariaDB server for the source, both nodes' web processes (nginx in front for
+TLS and the published progress partials, Django behind it on a socket), publishers and Celery
 workers, and an OpenSSH server for the source; prints the wizard's URL and the logins and writes
 them to var/demo.env. Ctrl-C stops everything it started. Every run starts from fresh data.
 
@@ -16,10 +17,12 @@ beside the first (the tests do).
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import ssl
@@ -118,6 +121,22 @@ class Node:
         port = "" if self.https_port == 443 else f":{self.https_port}"
         return f"https://{self.address}{port}"
 
+    @property
+    def front_config(self) -> Path:
+        return self.var_dir / "front" / "nginx.conf"
+
+    def front_configure(self) -> None:
+        """Write the node's nginx configuration (TLS on its HTTPS port, Django on a socket)."""
+        user = ["--user", getpass.getuser()] if os.geteuid() == 0 else []
+        self.manage(
+            "front_config",
+            f"--listen={self.address}:{self.https_port}",
+            f"--upstream={self.var_dir / 'web.sock'}",
+            f"--prefix={self.front_config.parent}",
+            f"--output={self.front_config}",
+            *user,
+        )
+
     def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> None:
         """Run a management command for this node and stop the demo if it fails."""
         env = {**os.environ, **self.env, **(extra_env or {})}
@@ -133,7 +152,6 @@ class Node:
         """Start the HTTPS web process, the port-80 redirect and the Celery worker."""
         logs = self.var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        certs = self.var_dir / "certs"
         gunicorn, celery = (
             str(Path(PYTHON).parent / "gunicorn"),
             str(Path(PYTHON).parent / "celery"),
@@ -142,15 +160,15 @@ class Node:
             "web": [
                 gunicorn,
                 "config.wsgi",
-                f"--bind={self.address}:{self.https_port}",
-                f"--certfile={certs / 'server.crt'}",
-                f"--keyfile={certs / 'server.key'}",
+                f"--bind=unix:{self.var_dir / 'web.sock'}",
                 "--workers=2",
                 "--threads=4",
                 "--worker-class=gthread",
                 "--timeout=120",
                 f"--pid={self.var_dir / 'web.pid'}",
             ],
+            "front": [nginx_binary(), "-c", str(self.front_config), "-g", "daemon off;"],
+            "publisher": [PYTHON, "manage.py", "publish_progress"],
             "redirect": [
                 gunicorn,
                 "config.redirect_wsgi",
@@ -217,6 +235,14 @@ class Node:
             time.sleep(0.5)
 
 
+def nginx_binary() -> str:
+    """The front web server's program; the demo cannot run without it."""
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        sys.exit("nginx is not installed (apt-get install nginx): it is each node's front server.")
+    return found
+
+
 def stop_leftovers() -> None:
     """Stop the processes a previous demo left running (one started with DEMO_NO_WAIT)."""
     for pids in DEMO_DIR.glob("*/pids"):
@@ -261,11 +287,15 @@ def node_env(name: str, address: str, control: str, data: str, broker_db: int) -
         "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{broker_db}",
         "APPLIANCE_VAR_DIR": str(var_dir),
         "DJANGO_ALLOWED_HOSTS": f"{address},localhost",
-        # Restart: gunicorn reloads gracefully on HUP, its new workers with the new certificate.
-        "APPLIANCE_RESTART_COMMAND": f"sh -c 'kill -HUP $(cat {var_dir / 'web.pid'})'",
+        # Restart: gunicorn reloads gracefully on HUP, nginx with the new certificate.
+        "APPLIANCE_RESTART_COMMAND": (
+            f"sh -c 'kill -HUP $(cat {var_dir / 'web.pid'}) $(cat {var_dir / 'front/front.pid'})'"
+        ),
         "APPLIANCE_REBOOT_COMMAND": f"touch {var_dir / 'control' / 'reboot'}",
         "WIZARD_ALLOW_LOOPBACK": "1",
         "APPLIANCE_WEB_ADDRESS": address,
+        "APPLIANCE_FRONT_SERVER": "1",
+        "WIZARD_PUBLISH_DIR": str(var_dir / "published"),
     }
 
 
@@ -349,6 +379,7 @@ def prepare(source: Node, current: Node, keys: dict[str, str]) -> None:
         node.manage("ensure_admin", extra_env={"ADMIN_PASSWORD": password})
         node.manage("seed_node", *seeds[node.name])
         node.manage("make_certificate", "--force")
+        node.front_configure()
         (node.var_dir / "control").mkdir(parents=True, exist_ok=True)
 
 

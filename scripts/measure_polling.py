@@ -10,11 +10,12 @@ scripts/demo.py`, standard name "demo"); it is reset and migrated several times,
 Each round resets both nodes (source out of maintenance, `seed_node` on both, the source at
 --size), runs `migrate_from --yes` as the current system and times the "copy_data" operation
 from its row (finished_at - started_at). Rounds alternate between no pollers and --clients
-threads, each logged in with its own session, fetching /wizard/runs/<id>/progress/ as htmx does
-(`HX-Request: true`, on a kept-alive HTTPS connection, the next request a second after the last
-answer) for as long as the copy runs; every answer's time to the full body and its status are
-kept. Prints each round, then the medians, the slowdown, the latency percentiles and the answers
-that were neither 200 nor 286. Exit status 1 when the claim does not hold.
+threads, each logged in with its own session, polling the run's progress partial as htmx does
+(first /wizard/runs/<id>/progress/, then what the last answer's hx-get names with the cookies it
+was given, `HX-Request: true`, on a kept-alive HTTPS connection, the next request a second after
+the last answer) for as long as the copy runs; every answer's time to the full body and its
+status are kept. Prints each round, then the medians, the slowdown, the latency percentiles and
+the answers that were neither 200 nor 286. Exit status 1 when the claim does not hold.
 """
 
 from __future__ import annotations
@@ -287,14 +288,23 @@ def login(target: Target, user: str, password: str) -> str:
     return session
 
 
+@dataclass
+class Answer:
+    """What a poll got: its status, body and the cookies it set."""
+
+    status: int
+    body: str = ""
+    cookies: dict[str, str] | None = None
+
+
 def fetch(
     target: Target,
     context: ssl.SSLContext,
     connection: http.client.HTTPSConnection | None,
     path: str,
     headers: dict[str, str],
-) -> tuple[int, http.client.HTTPSConnection | None]:
-    """GET path on the kept-alive connection (a new one if it was closed); status, connection."""
+) -> tuple[Answer, http.client.HTTPSConnection | None]:
+    """GET path on the kept-alive connection (a new one if it was closed); answer, connection."""
     for _ in range(2):  # a kept-alive connection the server has closed gets one more try
         if connection is None:
             connection = http.client.HTTPSConnection(
@@ -303,7 +313,7 @@ def fetch(
         try:
             connection.request("GET", path, headers=headers)
             response = connection.getresponse()
-            response.read()
+            body = response.read()
         except (OSError, http.client.HTTPException):
             connection.close()
             connection = None
@@ -311,8 +321,15 @@ def fetch(
         if response.will_close:
             connection.close()
             connection = None
-        return response.status, connection
-    return 0, None
+        cookies = dict(
+            header.split(";", 1)[0].split("=", 1)
+            for header in response.headers.get_all("Set-Cookie") or []
+        )
+        return Answer(response.status, body.decode(errors="replace"), cookies), connection
+    return Answer(0), None
+
+
+POLL_URL = re.compile(r'hx-get="([^"]+)"')
 
 
 def poll(
@@ -324,10 +341,14 @@ def poll(
     stop: threading.Event,
     polls: list[Poll],
 ) -> None:
-    """One browser on the Execution step: the partial, then again a second after each answer."""
+    """One browser on the Execution step: the partial, then again a second after each answer.
+
+    Like htmx, it asks next for what the last partial's hx-get names (the published copy where
+    the node publishes them) and keeps the cookies it is given (the poll pass).
+    """
     path = f"/wizard/runs/{run_id}/progress/"
+    cookies = {"sessionid": session}
     headers = {
-        "Cookie": f"sessionid={session}",
         "HX-Request": "true",
         "HX-Target": "progress",
         "HX-Current-URL": f"{target.url}/wizard/execution/",
@@ -336,11 +357,15 @@ def poll(
     connection: http.client.HTTPSConnection | None = None
     stop.wait(delay)
     while not stop.is_set():
+        cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
         started = time.perf_counter()
-        status, connection = fetch(target, context, connection, path, headers)
-        polls.append(Poll(time.perf_counter() - started, status))
-        if status == POLL_STOP:
+        answer, connection = fetch(target, context, connection, path, headers | {"Cookie": cookie})
+        polls.append(Poll(time.perf_counter() - started, answer.status))
+        if answer.status == POLL_STOP:
             break
+        cookies |= answer.cookies or {}
+        if found := POLL_URL.search(answer.body):
+            path = found[1]
         stop.wait(1.0)
     if connection is not None:
         connection.close()
@@ -390,10 +415,29 @@ def measure_round(demo: dict[str, str], target: Target, sessions: list[str], wor
 
 
 def web_workers() -> list[int]:
-    """The process ids of the current node's web workers (the children of its master)."""
-    master = (DEMO_DIR / "current" / "web.pid").read_text().strip()
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
+    """The current node's processes that answer polls: its front server (nginx), the publisher
+    of the partials, and the Django web workers (the children of their master)."""
+    node = DEMO_DIR / "current"
+    pids = [int(pid) for pid in (node / "pids").read_text().split()]
+    front = [pid for pid in pids if command_line(pid).startswith(("nginx", "/usr/sbin/nginx"))]
+    publisher = [pid for pid in pids if "publish_progress" in command_line(pid)]
+    master = int((node / "web.pid").read_text().strip())
+    return [*front, *children(front), *publisher, *children([master])]
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except FileNotFoundError:
+        return ""
+
+
+def children(pids: list[int]) -> list[int]:
+    return [
+        int(child)
+        for pid in pids
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    ]
 
 
 def cpu_seconds(pids: list[int]) -> float:

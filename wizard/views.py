@@ -17,7 +17,7 @@ from appliance.decorators import staff_required
 from appliance.kept import KeptBriefly
 from migrations_engine import executor
 from migrations_engine.advice import dns_advice_after, dns_advice_before
-from migrations_engine.models import MigrationRun, RunStatus
+from migrations_engine.models import MigrationRun
 from migrations_engine.preflight import AddressRefused
 from migrations_engine.rehearsal import RehearsalFailed, rehearsal_start
 from migrations_engine.report import report_html
@@ -32,6 +32,7 @@ from migrations_engine.services import (
     wizard_run,
 )
 from wizard.forms import ConfirmationForm, OptionsForm, SourceForm, SourceInfoForm
+from wizard.progress import poll_pass_give, progress_context
 from wizard.steps import STEP_BY_NAME, STEPS, furthest_step, step_allowed
 
 POLL_STOP = 286
@@ -240,25 +241,17 @@ def confirmation(request: HttpRequest, run: MigrationRun) -> HttpResponse:
 @wizard_step("execution")
 def execution(request: HttpRequest, run: MigrationRun) -> HttpResponse:
     """Step 6: one progress bar per operation, kept up to date by the progress partial."""
-    return page(request, "execution", run, **progress_context(run))
-
-
-def progress_context(run: MigrationRun) -> dict[str, Any]:
-    """What the progress partial shows."""
-    operations = list(run.operations.order_by("position").defer("memory", "result"))
-    return {
-        "operations": operations,
-        "failed_operation": next((op for op in operations if op.status == "failed"), None),
-        "failed": run.status == RunStatus.FAILED,
-        "succeeded": run.status == RunStatus.SUCCEEDED,
-        "polling": run.status in (RunStatus.QUEUED, RunStatus.RUNNING),
-    }
+    return poll_pass_give(page(request, "execution", run, **progress_context(run)))
 
 
 @staff_required
 def progress(request: HttpRequest, run_id: int) -> HttpResponse:
-    """The progress partial, polled once a second; status 286 once the run has ended."""
-    return polled_partial(request, run_id, "wizard/progress.html", progress_context)
+    """The progress partial, polled once a second; status 286 once the run has ended.
+
+    Where partials are published, browsers poll the front server's copy and come here when
+    their poll pass has run out (they get a new one) or the run has ended.
+    """
+    return poll_pass_give(polled_partial(request, run_id, "wizard/progress.html", progress_context))
 
 
 @require_POST
