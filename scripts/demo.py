@@ -114,7 +114,7 @@ class Node:
 
     @property
     def var_dir(self) -> Path:
-        return DEMO_DIR / self.name
+        return Path(self.env["APPLIANCE_VAR_DIR"])
 
     @property
     def url(self) -> str:
@@ -148,15 +148,13 @@ class Node:
         for line in result.stdout.strip().splitlines():
             print(f"[{self.name}] {line}")
 
-    def start(self) -> None:
-        """Start the HTTPS web process, the port-80 redirect and the Celery worker."""
-        logs = self.var_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+    def commands(self) -> dict[str, list[str]]:
+        """Each of the node's processes by role, in the order they start (the worker last)."""
         gunicorn, celery = (
             str(Path(PYTHON).parent / "gunicorn"),
             str(Path(PYTHON).parent / "celery"),
         )
-        commands = {
+        return {
             "web": [
                 gunicorn,
                 "config.wsgi",
@@ -185,21 +183,28 @@ class Node:
                 "--concurrency=4",
                 "--loglevel=INFO",
                 "--beat",
-                f"--schedule={logs / 'beat-schedule'}",
+                f"--schedule={self.var_dir / 'logs' / 'beat-schedule'}",
             ],
         }
-        for role, command in commands.items():
-            log = open(logs / f"{role}.log", "ab")
-            self.processes.append(
-                subprocess.Popen(
-                    command,
-                    cwd=ROOT,
-                    env={**os.environ, **self.env},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+
+    def spawn(self, role: str) -> subprocess.Popen[bytes]:
+        """Start one of the node's processes in its own session, its output in logs/<role>.log."""
+        logs = self.var_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"{role}.log", "ab") as log:
+            return subprocess.Popen(
+                self.commands()[role],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
+
+    def start(self) -> None:
+        """Start the front server, web process, publisher, port-80 redirect and Celery worker;
+        their process ids go to `pids`, in the order of `commands`."""
+        self.processes = [self.spawn(role) for role in self.commands()]
         pids = " ".join(str(process.pid) for process in self.processes)
         (self.var_dir / "pids").write_text(pids)
         env_file = self.var_dir / "node.env"

@@ -17,7 +17,7 @@ import pymysql
 from devtools.mariadb import MariaDBServer
 from devtools.sshd import SSHServer
 from migrations_engine.peer_client import PeerClient
-from scripts.demo import read_env_file
+from scripts.demo import Node, read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_TABLES = ("subscriber", "voucher", "accounting_session", "event_log")
@@ -70,6 +70,11 @@ class DemoUnderTest:
     def node_env(self, node: str) -> dict[str, str]:
         """The environment that makes manage.py act as one of the demo's nodes."""
         return {**os.environ, **read_env_file(self.directory / node / "node.env")}
+
+    def node(self, name: str) -> Node:
+        """One of the demo's nodes, as the demo script started it (to start its processes)."""
+        address = self.current_address if name == "current" else self.source_address
+        return Node(name, address, read_env_file(self.directory / name / "node.env"), 8443, 8080)
 
     def manage(
         self, node: str, *args: str, env: dict[str, str] | None = None, check: bool = True

@@ -6,13 +6,17 @@ databases), twice, because running it again must work too.
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
+import json
 import re
 import ssl
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +122,169 @@ def test_a_certificate_other_than_the_pinned_one_is_refused(demo: dict[str, str]
     client = PeerClient(demo["SOURCE_ADDRESS"], other, port=8443)
     with pytest.raises(CertificateMismatch, match="certificate other than the one you confirmed"):
         client.login(demo["SOURCE_ADMIN_PASSWORD"])
+
+
+# The front server (nginx) of each node
+
+
+def front_get(
+    demo: dict[str, str], path: str, cookies: dict[str, str], headers: dict[str, str] | None = None
+) -> tuple[int, http.client.HTTPMessage, str]:
+    """GET a path from the current system's front server without following redirects."""
+    context = ssl.create_default_context(
+        cafile=str(ROOT / "var" / NAME / "current" / "certs" / "server.crt")
+    )
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    address = urllib.parse.urlsplit(demo["TARGET_URL"])
+    connection = http.client.HTTPSConnection(
+        str(address.hostname), address.port, context=context, timeout=10
+    )
+    cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+    connection.request("GET", path, headers={"Cookie": cookie, **(headers or {})})
+    response = connection.getresponse()
+    body = response.read().decode()
+    connection.close()
+    return response.status, response.headers, body
+
+
+def staff_session(demo: dict[str, str]) -> str:
+    """A staff session on the current system, as its login page gives one."""
+    jar = http.cookiejar.CookieJar()
+    context = ssl.create_default_context(
+        cafile=str(ROOT / "var" / NAME / "current" / "certs" / "server.crt")
+    )
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context), urllib.request.HTTPCookieProcessor(jar)
+    )
+    login_url = demo["TARGET_URL"] + "/accounts/login/"
+    page = opener.open(login_url).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token
+    form = {
+        "csrfmiddlewaretoken": token.group(1),
+        "username": demo["TARGET_ADMIN_USER"],
+        "password": demo["TARGET_ADMIN_PASSWORD"],
+    }
+    request = urllib.request.Request(
+        login_url, urllib.parse.urlencode(form).encode(), headers={"Referer": login_url}
+    )
+    opener.open(request).read()
+    return next(str(cookie.value) for cookie in jar if cookie.name == "sessionid")
+
+
+def set_cookies(headers: http.client.HTTPMessage) -> dict[str, str]:
+    return dict(
+        header.split(";", 1)[0].split("=", 1) for header in headers.get_all("Set-Cookie") or []
+    )
+
+
+RUN_IN_PROGRESS = """
+from datetime import timedelta
+from django.utils import timezone
+from migrations_engine.models import MigrationRun, OperationState
+later = timezone.now() + timedelta(days=1)  # a live worker's heartbeat: nothing sends it again
+run = MigrationRun.objects.create(
+    status="running", active=True, started_at=timezone.now(), heartbeat_at=later,
+    source_address="127.0.0.12", fingerprint_confirmed=True, options_chosen=True,
+)
+OperationState.objects.create(
+    run=run, position=1, name="copy_data", label="Copies the data", status="running",
+    fraction=0.37, started_at=timezone.now(), moved_at=later,
+)
+print(run.id)
+"""
+
+
+def run_update(run_id: int, code: str) -> None:
+    DEMO.python(
+        "current",
+        "from migrations_engine.models import MigrationRun, OperationState\n"
+        f"run_id = {run_id}\n{code}\nprint('ok')",
+    )
+
+
+def eventually(check: Any, seconds: float = 10) -> Any:
+    """The first true answer of `check` within the time, else its last answer."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = check()
+        if answer or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
+def test_the_front_server_hands_out_published_progress_only_with_a_poll_pass(
+    demo: dict[str, str],
+) -> None:
+    run_id = int(DEMO.python("current", RUN_IN_PROGRESS))
+    published = f"/published/progress/{run_id}.html"
+    try:
+        file = ROOT / "var" / NAME / "current" / "published" / f"{run_id}.html"
+        assert eventually(file.exists), "the publisher did not publish the run in progress"
+
+        status, headers, _ = front_get(demo, published, {})
+        assert status == 302  # no pass: Django answers, and sends a stranger to the login
+        assert headers["Location"].startswith("/accounts/login/")
+        forged = {"wizard_poll": "AAAAAAAAAAAAAAAAAAAAAA", "wizard_poll_expires": "9999999999"}
+        assert front_get(demo, published, forged)[0] == 302
+
+        session = {"sessionid": staff_session(demo)}
+        status, headers, body = front_get(demo, f"/wizard/runs/{run_id}/progress/", session)
+        assert status == 200
+        assert f'hx-get="{published}"' in body
+        poll_pass = set_cookies(headers)
+        assert set(poll_pass) == {"wizard_poll", "wizard_poll_expires"}
+
+        status, headers, body = front_get(demo, published, session | poll_pass)
+        assert status == 200
+        assert headers["Last-Modified"]  # the file, handed out by nginx
+        assert headers["Cache-Control"] == "no-store"
+        assert 'aria-valuenow="37"' in body
+        assert "Set-Cookie" not in headers
+
+        run_update(run_id, "OperationState.objects.filter(run_id=run_id).update(fraction=0.81)")
+        assert eventually(
+            lambda: 'aria-valuenow="81"' in front_get(demo, published, session | poll_pass)[2]
+        )
+
+        expired = {"wizard_poll": poll_pass["wizard_poll"], "wizard_poll_expires": "1000000000"}
+        status, headers, body = front_get(demo, published, session | expired)
+        assert status == 200 and "Last-Modified" not in headers  # Django, with a new pass
+        assert set(set_cookies(headers)) == {"wizard_poll", "wizard_poll_expires"}
+        assert 'aria-valuenow="81"' in body
+    finally:
+        run_update(
+            run_id,
+            "MigrationRun.objects.filter(id=run_id).update(status='succeeded', active=None)\n"
+            "OperationState.objects.filter(run_id=run_id).update(status='succeeded', fraction=1)",
+        )
+    assert eventually(lambda: front_get(demo, published, session | poll_pass)[0] == 286)
+    status, headers, body = front_get(demo, published, session | poll_pass)
+    assert "Congratulations! Migration was successfully completed" in body
+    assert "hx-trigger" not in body
+    assert not file.exists()
+
+
+def test_the_front_server_passes_on_the_real_client_address(demo: dict[str, str]) -> None:
+    context = ssl.create_default_context(cafile=demo["SOURCE_CERTIFICATE"])
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    connection = http.client.HTTPSConnection(
+        demo["SOURCE_ADDRESS"], 8443, context=context, timeout=10
+    )
+    claimed = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "203.0.113.9"}
+    connection.request(
+        "POST",
+        "/api/peer/v1/auth",
+        body=json.dumps({"password": "not the password"}),
+        headers={"Content-Type": "application/json", **claimed},
+    )
+    assert connection.getresponse().status == 401
+    connection.close()
+    addresses = DEMO.python(
+        "source",
+        "from appliance.models import PeerAuthFailures\n"
+        "print(sorted(PeerAuthFailures.objects.values_list('client_address', flat=True)))",
+    )
+    assert "203.0.113.9" not in addresses
+    assert "'127." in addresses

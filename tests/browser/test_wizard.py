@@ -7,18 +7,16 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Request, expect
 
 from devtools.sshd import SSHServer
 from migrations_engine.peer_client import certificate_fingerprint
 from tests.browser.conftest import DEMO, Screenshots, Staff
-from tests.demo_support import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CONGRATULATIONS = "Congratulations! Migration was successfully completed"
@@ -44,10 +42,24 @@ def prepare_until_options(page: Page, demo: dict[str, str]) -> None:
     expect(page.get_by_role("heading", name="Step 4: Options")).to_be_visible()
 
 
+def process_signal(role: str, sig: signal.Signals) -> None:
+    """Signal one of the current system's processes and its children (by role, as the demo
+    names them): SIGSTOP pauses them, SIGCONT lets them go on."""
+    roles = list(DEMO.node("current").commands())
+    pid = int((CURRENT_DIR / "pids").read_text().split()[roles.index(role)])
+    os.killpg(pid, sig)
+
+
 def worker_signal(sig: signal.Signals) -> None:
-    """Pause (SIGSTOP) or go on with (SIGCONT) the current system's worker and its children."""
-    worker = int((CURRENT_DIR / "pids").read_text().split()[-1])
-    os.killpg(worker, sig)
+    process_signal("worker", sig)
+
+
+def published_partial(request: Request) -> bool:
+    return "/published/progress/" in request.url
+
+
+def django_partial(request: Request) -> bool:
+    return re.search(r"/wizard/runs/\d+/progress/$", request.url) is not None
 
 
 def run_status() -> str:
@@ -125,6 +137,16 @@ def test_standalone_migration_through_every_step(
         watcher = staff.window()  # a second staff browser sees the same run
         expect(watcher).to_have_url(re.compile(r"/wizard/execution/$"))
         expect(watcher.get_by_role("progressbar")).to_have_count(8)
+        with watcher.expect_request(published_partial) as polled:
+            pass
+        answer = polled.value.response()
+        assert answer is not None and answer.headers.get("last-modified")  # the front's copy
+        process_signal("publisher", signal.SIGSTOP)  # the published copy goes stale
+        try:
+            with watcher.expect_request(django_partial, timeout=20_000):
+                pass  # the browser notices and asks Django itself
+        finally:
+            process_signal("publisher", signal.SIGCONT)
         page.reload()
         expect(page).to_have_url(re.compile(r"/wizard/execution/$"))
         expect(page.get_by_role("progressbar")).to_have_count(8)
@@ -165,8 +187,9 @@ def test_standalone_migration_through_every_step(
 
 
 class RebootActor(threading.Thread):
-    """Does what a reboot of the current system does to its web process: the process stops,
-    stays down a few seconds, and starts again the same way (the worker is left running)."""
+    """Does what a reboot of the current system does to its web processes (front server, Django,
+    publisher, port-80 redirect): they stop, stay down a few seconds, and start again the same
+    way (the worker is left running)."""
 
     def __init__(self, down_seconds: float = 6) -> None:
         super().__init__(daemon=True)
@@ -184,21 +207,14 @@ class RebootActor(threading.Thread):
             time.sleep(0.2)
 
     def reboot_web(self) -> None:
+        node = DEMO.node("current")
         pids = (CURRENT_DIR / "pids").read_text().split()
-        web = int(pids[0])
-        command = Path(f"/proc/{web}/cmdline").read_bytes().split(b"\0")[:-1]
-        environ = dict(
-            item.split(b"=", 1)
-            for item in Path(f"/proc/{web}/environ").read_bytes().split(b"\0")
-            if b"=" in item
-        )
-        os.killpg(web, signal.SIGTERM)
+        roles = [role for role in node.commands() if role != "worker"]
+        for index in range(len(roles)):
+            os.killpg(int(pids[index]), signal.SIGTERM)
         time.sleep(self.down_seconds)
-        log = (CURRENT_DIR / "logs" / "web.log").open("ab")
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=environ, stdout=log, stderr=log, start_new_session=True
-        )
-        pids[0] = str(process.pid)
+        for index, role in enumerate(roles):
+            pids[index] = str(node.spawn(role).pid)
         (CURRENT_DIR / "pids").write_text(" ".join(pids))
 
 
