@@ -4,9 +4,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from wizard.views import Logout
+
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", Logout.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/peer/v1/", include("appliance.peer_urls")),
     path("wizard/", include("wizard.urls")),

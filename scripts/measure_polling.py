@@ -10,17 +10,20 @@ scripts/demo.py`, standard name "demo"); it is reset and migrated several times,
 Each round resets both nodes (source out of maintenance, `seed_node` on both, the source at
 --size), runs `migrate_from --yes` as the current system and times the "copy_data" operation
 from its row (finished_at - started_at). Rounds alternate between no pollers and --clients
-threads, each logged in with its own session, polling the run's progress partial as htmx does
-(first /wizard/runs/<id>/progress/, then what the last answer's hx-get names with the cookies it
-was given, `HX-Request: true`, on a kept-alive HTTPS connection, the next request a second after
-the last answer) for as long as the copy runs; every answer's time to the full body and its
-status are kept. Prints each round, then the medians, the slowdown, the latency percentiles and
-the answers that were neither 200 nor 286. Exit status 1 when the claim does not hold.
+browsers (one event loop), each logged in with its own session, polling the run's progress
+partial from the moment the run has its operations, as htmx does (first
+/wizard/runs/<id>/progress/, then what the last answer's hx-get names with the cookies it was
+given, `HX-Request: true`, on a kept-alive HTTPS connection, the next request a second after the
+last answer). The answers while the copy runs are kept (time to the full body, status), and the
+CPU the node's web processes and this script used meanwhile. Prints each round, then the
+medians, the slowdown, the latency percentiles and the answers that were neither 200 nor 286.
+Exit status 1 when the claim does not hold.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import http.cookiejar
 import math
@@ -92,8 +95,10 @@ class Round:
     polls: list[Poll]
     load: float
     """The 1-minute load average as the copy ended: other work on the machine shows here."""
-    web_cpu: float
-    """Seconds of CPU the current node's web workers used while the copy ran."""
+    web_cpu: dict[str, float]
+    """Seconds of CPU the current node's web processes used while the copy ran, by role."""
+    client_cpu: float
+    """Seconds of CPU this script (the polling clients) used meanwhile."""
 
 
 def node_env(node: str) -> dict[str, str]:
@@ -228,17 +233,30 @@ def copy_status(control: pymysql.connections.Connection, run_id: int) -> str:
     return str(row[0]) if row else ""
 
 
-def copy_started(
+def run_created(
     control: pymysql.connections.Connection,
     before: int,
     migration: subprocess.Popen[bytes],
     work: Path,
 ) -> int:
-    """Wait until the copy of the run newer than `before` runs (or already ran); its run id."""
+    """Wait until the run newer than `before` has its operations; its id."""
     while True:
         run_id = newest_run_id(control)
-        if run_id > before and copy_status(control, run_id) not in ("", "pending"):
+        if run_id > before and copy_status(control, run_id):
             return run_id
+        if migration.poll() is not None:
+            sys.exit(f"migrate_from ended before its run began:\n{migration_log(work)}")
+        time.sleep(0.1)
+
+
+def copy_started(
+    control: pymysql.connections.Connection,
+    run_id: int,
+    migration: subprocess.Popen[bytes],
+    work: Path,
+) -> None:
+    """Wait until the run's copy runs (or already ran)."""
+    while copy_status(control, run_id) in ("", "pending"):
         if migration.poll() is not None:
             sys.exit(f"migrate_from ended before the copy ran:\n{migration_log(work)}")
         time.sleep(0.1)
@@ -288,51 +306,56 @@ def login(target: Target, user: str, password: str) -> str:
     return session
 
 
+POLL_URL = re.compile(rb'hx-get="([^"]+)"')
+
+
 @dataclass
-class Answer:
-    """What a poll got: its status, body and the cookies it set."""
+class Browser:
+    """What one polling browser holds: the URL it polls next and its cookies."""
 
-    status: int
-    body: str = ""
-    cookies: dict[str, str] | None = None
+    path: str
+    cookies: dict[str, str]
 
+    def request(self, target: Target) -> bytes:
+        cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        return (
+            f"GET {self.path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+            f"Cookie: {cookie}\r\nHX-Request: true\r\nHX-Target: progress\r\n"
+            f"HX-Current-URL: {target.url}/wizard/execution/\r\nAccept: */*\r\n\r\n"
+        ).encode()
 
-def fetch(
-    target: Target,
-    context: ssl.SSLContext,
-    connection: http.client.HTTPSConnection | None,
-    path: str,
-    headers: dict[str, str],
-) -> tuple[Answer, http.client.HTTPSConnection | None]:
-    """GET path on the kept-alive connection (a new one if it was closed); answer, connection."""
-    for _ in range(2):  # a kept-alive connection the server has closed gets one more try
-        if connection is None:
-            connection = http.client.HTTPSConnection(
-                target.host, target.port, context=context, timeout=10
-            )
-        try:
-            connection.request("GET", path, headers=headers)
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException):
-            connection.close()
-            connection = None
-            continue
-        if response.will_close:
-            connection.close()
-            connection = None
-        cookies = dict(
-            header.split(";", 1)[0].split("=", 1)
-            for header in response.headers.get_all("Set-Cookie") or []
-        )
-        return Answer(response.status, body.decode(errors="replace"), cookies), connection
-    return Answer(0), None
+    def take(self, head: bytes, body: bytes) -> None:
+        """Keep what the answer gives, as htmx and the browser do: the cookies it sets, and the
+        URL the partial's hx-get names."""
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"set-cookie":
+                pair = value.strip().split(b";", 1)[0].decode()
+                key, _, cookie = pair.partition("=")
+                self.cookies[key] = cookie
+        if found := POLL_URL.search(body):
+            self.path = found[1].decode()
 
 
-POLL_URL = re.compile(r'hx-get="([^"]+)"')
+async def answer_read(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes, bool]:
+    """One HTTP/1.1 answer: status, head, body, and whether the server closes the connection."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    headers = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
+    }
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = b""
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            body += (await reader.readexactly(size + 2))[:-2]
+        await reader.readuntil(b"\r\n")
+    else:
+        body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+    return status, head, body, headers.get(b"connection", b"").lower() == b"close"
 
 
-def poll(
+async def poll(
     target: Target,
     context: ssl.SSLContext,
     session: str,
@@ -344,65 +367,94 @@ def poll(
     """One browser on the Execution step: the partial, then again a second after each answer.
 
     Like htmx, it asks next for what the last partial's hx-get names (the published copy where
-    the node publishes them) and keeps the cookies it is given (the poll pass).
+    the node publishes them) and keeps the cookies it is given (the poll pass); one kept-alive
+    HTTPS connection, a new one when the server closes it.
     """
-    path = f"/wizard/runs/{run_id}/progress/"
-    cookies = {"sessionid": session}
-    headers = {
-        "HX-Request": "true",
-        "HX-Target": "progress",
-        "HX-Current-URL": f"{target.url}/wizard/execution/",
-        "Accept": "*/*",
-    }
-    connection: http.client.HTTPSConnection | None = None
-    stop.wait(delay)
+    browser = Browser(f"/wizard/runs/{run_id}/progress/", {"sessionid": session})
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    await asyncio.sleep(delay)
     while not stop.is_set():
-        cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
         started = time.perf_counter()
-        answer, connection = fetch(target, context, connection, path, headers | {"Cookie": cookie})
-        polls.append(Poll(time.perf_counter() - started, answer.status))
-        if answer.status == POLL_STOP:
+        status = 0
+        for _ in range(2):  # a kept-alive connection the server has closed gets one more try
+            try:
+                if connection is None:
+                    connection = await asyncio.open_connection(
+                        target.host, target.port, ssl=context
+                    )
+                reader, writer = connection
+                writer.write(browser.request(target))
+                status, head, body, closes = await asyncio.wait_for(answer_read(reader), 10)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                connection = None
+                continue
+            browser.take(head, body)
+            if closes:
+                writer.close()
+                connection = None
             break
-        cookies |= answer.cookies or {}
-        if found := POLL_URL.search(answer.body):
-            path = found[1]
-        stop.wait(1.0)
+        polls.append(Poll(time.perf_counter() - started, status))
+        if status == POLL_STOP:
+            break
+        await asyncio.sleep(1.0)
     if connection is not None:
-        connection.close()
+        connection[1].close()
 
 
 def pollers_start(
-    target: Target, sessions: list[str], run_id: int, stop: threading.Event, polls: list[Poll]
+    target: Target,
+    sessions: list[str],
+    run_id: int,
+    stop: threading.Event,
+    polls: list[Poll],
+    nice: int,
 ) -> list[threading.Thread]:
-    """One thread per session, their first requests spread over a second."""
+    """The browsers, all in one event loop on one thread at CPU priority `nice`, their first
+    requests spread over a second. Real browsers run on other machines; these share this one
+    with the copy they measure, so by default they only get the CPU the copy leaves (their
+    latencies then include their own waits: the figures err on the slow side)."""
     context = target.context()
-    threads = [
-        threading.Thread(
-            target=poll,
-            args=(target, context, session, run_id, index / len(sessions), stop, polls),
-            daemon=True,
+
+    async def all_browsers() -> None:
+        await asyncio.gather(
+            *(
+                poll(target, context, session, run_id, index / len(sessions), stop, polls)
+                for index, session in enumerate(sessions)
+            )
         )
-        for index, session in enumerate(sessions)
-    ]
-    for thread in threads:
-        thread.start()
-    return threads
+
+    def browsers_nice() -> None:
+        os.nice(nice)  # this thread only (Linux): the browsers stand for other machines
+        asyncio.run(all_browsers())
+
+    thread = threading.Thread(target=browsers_nice, daemon=True)
+    thread.start()
+    return [thread]
 
 
-def measure_round(demo: dict[str, str], target: Target, sessions: list[str], work: Path) -> Round:
+def measure_round(
+    demo: dict[str, str], target: Target, sessions: list[str], work: Path, client_nice: int
+) -> Round:
     """One migration, polled by every session while its copy runs (by none if none given)."""
     control = control_connect()
     try:
         before = newest_run_id(control)
         migration = migration_start(demo, work)
-        run_id = copy_started(control, before, migration, work)
-        workers = web_workers()
-        cpu_before = cpu_seconds(workers)
+        run_id = run_created(control, before, migration, work)
         stop = threading.Event()
         polls: list[Poll] = []
-        threads = pollers_start(target, sessions, run_id, stop, polls) if sessions else []
+        threads = (
+            pollers_start(target, sessions, run_id, stop, polls, client_nice) if sessions else []
+        )
+        copy_started(control, run_id, migration, work)
+        polls_before = len(polls)
+        workers = web_workers()
+        cpu_before = {role: cpu_seconds(pids) for role, pids in workers.items()}
+        client_before = time.process_time()
         copy_ended(control, run_id)
-        web_cpu = cpu_seconds(workers) - cpu_before
+        polls_after = len(polls)
+        web_cpu = {role: cpu_seconds(pids) - cpu_before[role] for role, pids in workers.items()}
+        client_cpu = time.process_time() - client_before
         load = os.getloadavg()[0]
         stop.set()
         for thread in threads:
@@ -411,18 +463,22 @@ def measure_round(demo: dict[str, str], target: Target, sessions: list[str], wor
         control.close()
     if migration.wait() != 0:
         sys.exit(f"migrate_from failed:\n{migration_log(work)}")
-    return Round(len(sessions), copy_seconds(run_id), polls, load, web_cpu)
+    during_copy = polls[polls_before:polls_after]
+    return Round(len(sessions), copy_seconds(run_id), during_copy, load, web_cpu, client_cpu)
 
 
-def web_workers() -> list[int]:
-    """The current node's processes that answer polls: its front server (nginx), the publisher
-    of the partials, and the Django web workers (the children of their master)."""
+def web_workers() -> dict[str, list[int]]:
+    """The current node's processes that answer polls, by role: its front server (nginx), the
+    publisher of the partials, and Django's web workers (the children of their master)."""
     node = DEMO_DIR / "current"
     pids = [int(pid) for pid in (node / "pids").read_text().split()]
     front = [pid for pid in pids if command_line(pid).startswith(("nginx", "/usr/sbin/nginx"))]
-    publisher = [pid for pid in pids if "publish_progress" in command_line(pid)]
     master = int((node / "web.pid").read_text().strip())
-    return [*front, *children(front), *publisher, *children([master])]
+    return {
+        "front": [*front, *children(front)],
+        "publisher": [pid for pid in pids if "publish_progress" in command_line(pid)],
+        "django": children([master]),
+    }
 
 
 def command_line(pid: int) -> str:
@@ -463,8 +519,14 @@ def round_line(number: int, result: Round) -> str:
     if result.polls:
         latencies = sorted(poll.seconds * 1000 for poll in result.polls)
         line += f", {len(latencies)} polls, p95 {percentile(latencies, 0.95):.1f} ms"
-        line += f", web CPU {1000 * result.web_cpu / len(latencies):.2f} ms per poll"
-    return f"{line}, web CPU {result.web_cpu:.1f} s, load {result.load:.1f}"
+        per_poll = ", ".join(
+            f"{role} {1000 * seconds / len(latencies):.2f}"
+            for role, seconds in result.web_cpu.items()
+        )
+        clients = 1000 * result.client_cpu / len(latencies)
+        line += f", CPU ms per poll: {per_poll}, clients {clients:.2f}"
+    used = ", ".join(f"{role} {seconds:.2f}" for role, seconds in result.web_cpu.items())
+    return f"{line}; CPU s: {used}; load {result.load:.1f}"
 
 
 def summary(rounds: list[Round], clients: int) -> bool:
@@ -498,6 +560,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50, help="polling browsers")
     parser.add_argument("--rounds", type=int, default=2, help="migrations per variant")
     parser.add_argument("--size", default="bench", help="seed_node size of the source")
+    parser.add_argument(
+        "--client-nice", type=int, default=19, help="CPU priority of the polling browsers"
+    )
     parser.add_argument("--settle", type=float, default=5, help="seconds of quiet after a reset")
     options = parser.parse_args()
     demo = read_env_file(ROOT / "var" / "demo.env")
@@ -518,7 +583,8 @@ def main() -> None:
             demo_reset(demo, options.size)
             servers_quiet(demo)
             time.sleep(options.settle)
-            result = measure_round(demo, target, sessions if number % 2 == 0 else [], Path(work))
+            pollers = sessions if number % 2 == 0 else []
+            result = measure_round(demo, target, pollers, Path(work), options.client_nice)
             rounds.append(result)
             print(round_line(number, result), flush=True)
     demo_reset(demo, options.size)

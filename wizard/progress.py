@@ -31,7 +31,7 @@ PUBLISHED_PREFIX = "/published/progress/"
 """Where the front server answers with published partials (a run's is `<prefix><id>.html`)."""
 POLL_PASS_COOKIE = "wizard_poll"  # noqa: S105 - a cookie's name
 POLL_PASS_EXPIRES_COOKIE = "wizard_poll_expires"  # noqa: S105 - a cookie's name
-POLL_PASS_SECONDS = 600
+POLL_PASS_SECONDS = 120
 PUBLISH_EVERY_SECONDS = 0.5
 IN_PROGRESS = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -93,6 +93,13 @@ def poll_pass_give(response: HttpResponse) -> HttpResponse:
             httponly=True,
             samesite="Strict",
         )
+    return response
+
+
+def poll_pass_take_back(response: HttpResponse) -> HttpResponse:
+    """Remove the poll pass from the browser (it logs out)."""
+    for name in (POLL_PASS_COOKIE, POLL_PASS_EXPIRES_COOKIE):
+        response.delete_cookie(name, path=PUBLISHED_PREFIX, samesite="Strict")
     return response
 
 

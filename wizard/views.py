@@ -7,6 +7,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth import logout
+from django.contrib.auth.views import LogoutView
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -32,7 +33,7 @@ from migrations_engine.services import (
     wizard_run,
 )
 from wizard.forms import ConfirmationForm, OptionsForm, SourceForm, SourceInfoForm
-from wizard.progress import poll_pass_give, progress_context
+from wizard.progress import poll_pass_give, poll_pass_take_back, progress_context
 from wizard.steps import STEP_BY_NAME, STEPS, furthest_step, step_allowed
 
 POLL_STOP = 286
@@ -330,4 +331,11 @@ def close(request: HttpRequest) -> HttpResponse:
         except PreparationError:
             return redirect("wizard:execution")
     logout(request)
-    return redirect("login")
+    return poll_pass_take_back(redirect("login"))
+
+
+class Logout(LogoutView):
+    """Log out, and take back the poll pass: the browser no longer sees a run's progress."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return poll_pass_take_back(super().post(request, *args, **kwargs))
