@@ -14,8 +14,10 @@ browsers (one event loop), each logged in with its own session, polling the run'
 partial from the moment the run has its operations, as htmx does (first
 /wizard/runs/<id>/progress/, then what the last answer's hx-get names with the cookies it was
 given, `HX-Request: true`, on a kept-alive HTTPS connection, the next request a second after the
-last answer). The answers while the copy runs are kept (time to the full body, status), and the
-CPU the node's web processes and this script used meanwhile. Prints each round, then the
+last answer), at CPU priority --client-nice (19: they stand for browsers on other machines and
+take only the CPU the copy leaves; 0 lets them compete). The answers while the copy runs are
+kept (time to the full body, status), and the CPU the node's web processes and this script used
+meanwhile. Prints each round, then the
 medians, the slowdown, the latency percentiles and the answers that were neither 200 nor 286.
 Exit status 1 when the claim does not hold.
 """

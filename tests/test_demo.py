@@ -26,6 +26,7 @@ from tests.demo_support import DemoUnderTest
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = DemoUnderTest("demotest", "127.0.0.12", "127.0.0.11", "12,13")
 NAME = DEMO.name
+CURRENT_CERTIFICATE = ROOT / "var" / NAME / "current" / "certs" / "server.crt"
 REQUIRED_KEYS = {
     "SOURCE_ADDRESS",
     "SOURCE_URL",
@@ -88,16 +89,20 @@ def test_source_peer_api_answers_info_after_login(demo: dict[str, str]) -> None:
     assert info["ssh_fingerprint"].startswith("SHA256:")
 
 
-def test_staff_can_log_in_to_the_current_system(demo: dict[str, str]) -> None:
-    context = ssl.create_default_context(
-        cafile=str(ROOT / "var" / NAME / "current" / "certs" / "server.crt")
-    )
+def trusting(certificate: Path | str) -> ssl.SSLContext:
+    """A TLS context that trusts exactly this (self-signed) certificate."""
+    context = ssl.create_default_context(cafile=str(certificate))
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
+def staff_log_in(demo: dict[str, str], jar: http.cookiejar.CookieJar, next_path: str) -> Any:
+    """Log in on the current system's login page as staff; the answer it leads to."""
     opener = urllib.request.build_opener(
-        urllib.request.HTTPSHandler(context=context),
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+        urllib.request.HTTPSHandler(context=trusting(CURRENT_CERTIFICATE)),
+        urllib.request.HTTPCookieProcessor(jar),
     )
-    login_url = demo["TARGET_URL"] + "/accounts/login/?next=/console/"
+    login_url = demo["TARGET_URL"] + f"/accounts/login/?next={next_path}"
     page = opener.open(login_url).read().decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
     assert token
@@ -106,11 +111,14 @@ def test_staff_can_log_in_to_the_current_system(demo: dict[str, str]) -> None:
             "csrfmiddlewaretoken": token.group(1),
             "username": demo["TARGET_ADMIN_USER"],
             "password": demo["TARGET_ADMIN_PASSWORD"],
-            "next": "/console/",
+            "next": next_path,
         }
     ).encode()
-    request = urllib.request.Request(login_url, form, headers={"Referer": login_url})
-    with opener.open(request) as response:
+    return opener.open(urllib.request.Request(login_url, form, headers={"Referer": login_url}))
+
+
+def test_staff_can_log_in_to_the_current_system(demo: dict[str, str]) -> None:
+    with staff_log_in(demo, http.cookiejar.CookieJar(), "/console/") as response:
         console = response.read().decode()
         assert response.url.endswith("/console/")
     assert "System console" in console
@@ -118,7 +126,7 @@ def test_staff_can_log_in_to_the_current_system(demo: dict[str, str]) -> None:
 
 
 def test_a_certificate_other_than_the_pinned_one_is_refused(demo: dict[str, str]) -> None:
-    other = (ROOT / "var" / NAME / "current" / "certs" / "server.crt").read_text()
+    other = CURRENT_CERTIFICATE.read_text()
     client = PeerClient(demo["SOURCE_ADDRESS"], other, port=8443)
     with pytest.raises(CertificateMismatch, match="certificate other than the one you confirmed"):
         client.login(demo["SOURCE_ADMIN_PASSWORD"])
@@ -131,13 +139,9 @@ def front_get(
     demo: dict[str, str], path: str, cookies: dict[str, str], headers: dict[str, str] | None = None
 ) -> tuple[int, http.client.HTTPMessage, str]:
     """GET a path from the current system's front server without following redirects."""
-    context = ssl.create_default_context(
-        cafile=str(ROOT / "var" / NAME / "current" / "certs" / "server.crt")
-    )
-    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     address = urllib.parse.urlsplit(demo["TARGET_URL"])
     connection = http.client.HTTPSConnection(
-        str(address.hostname), address.port, context=context, timeout=10
+        str(address.hostname), address.port, context=trusting(CURRENT_CERTIFICATE), timeout=10
     )
     cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
     connection.request("GET", path, headers={"Cookie": cookie, **(headers or {})})
@@ -150,26 +154,7 @@ def front_get(
 def staff_session(demo: dict[str, str]) -> str:
     """A staff session on the current system, as its login page gives one."""
     jar = http.cookiejar.CookieJar()
-    context = ssl.create_default_context(
-        cafile=str(ROOT / "var" / NAME / "current" / "certs" / "server.crt")
-    )
-    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    opener = urllib.request.build_opener(
-        urllib.request.HTTPSHandler(context=context), urllib.request.HTTPCookieProcessor(jar)
-    )
-    login_url = demo["TARGET_URL"] + "/accounts/login/"
-    page = opener.open(login_url).read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    assert token
-    form = {
-        "csrfmiddlewaretoken": token.group(1),
-        "username": demo["TARGET_ADMIN_USER"],
-        "password": demo["TARGET_ADMIN_PASSWORD"],
-    }
-    request = urllib.request.Request(
-        login_url, urllib.parse.urlencode(form).encode(), headers={"Referer": login_url}
-    )
-    opener.open(request).read()
+    staff_log_in(demo, jar, "/console/").close()
     return next(str(cookie.value) for cookie in jar if cookie.name == "sessionid")
 
 
@@ -267,10 +252,8 @@ def test_the_front_server_hands_out_published_progress_only_with_a_poll_pass(
 
 
 def test_the_front_server_passes_on_the_real_client_address(demo: dict[str, str]) -> None:
-    context = ssl.create_default_context(cafile=demo["SOURCE_CERTIFICATE"])
-    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     connection = http.client.HTTPSConnection(
-        demo["SOURCE_ADDRESS"], 8443, context=context, timeout=10
+        demo["SOURCE_ADDRESS"], 8443, context=trusting(demo["SOURCE_CERTIFICATE"]), timeout=10
     )
     claimed = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "203.0.113.9"}
     connection.request(

@@ -109,9 +109,9 @@ class RestartServices(Operation):
     stall_hint = "This system's web service does not answer after the restart."
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
-        if "requested_at" not in context.memory:
-            context.remember(requested_at=timezone.now().isoformat())
+        if "requested_at" not in context.memory:  # a command that failed runs again on Resume
             run_local_command(settings.APPLIANCE_RESTART_COMMAND, context)
+            context.remember(requested_at=timezone.now().isoformat())
         progress.update(0.5, message="waiting for the services to answer", force=True)
         seconds = wait_until_web_answers(context, progress)
         return {"restarted": True, "answered_after_seconds": round(seconds, 1)}
