@@ -201,12 +201,20 @@ class Node:
                 start_new_session=True,
             )
 
+    def pids(self) -> dict[str, int]:
+        """The process id of each running role, as `start` wrote them."""
+        pids = map(int, (self.var_dir / "pids").read_text().split())
+        return dict(zip(self.commands(), pids, strict=True))
+
+    def pids_write(self, pids: dict[str, int]) -> None:
+        (self.var_dir / "pids").write_text(" ".join(str(pids[role]) for role in self.commands()))
+
     def start(self) -> None:
         """Start the front server, web process, publisher, port-80 redirect and Celery worker;
         their process ids go to `pids`, in the order of `commands`."""
-        self.processes = [self.spawn(role) for role in self.commands()]
-        pids = " ".join(str(process.pid) for process in self.processes)
-        (self.var_dir / "pids").write_text(pids)
+        spawned = {role: self.spawn(role) for role in self.commands()}
+        self.processes = list(spawned.values())
+        self.pids_write({role: process.pid for role, process in spawned.items()})
         env_file = self.var_dir / "node.env"
         write_env_file(env_file, self.env)
 

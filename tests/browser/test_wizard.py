@@ -45,9 +45,7 @@ def prepare_until_options(page: Page, demo: dict[str, str]) -> None:
 def process_signal(role: str, sig: signal.Signals) -> None:
     """Signal one of the current system's processes and its children (by role, as the demo
     names them): SIGSTOP pauses them, SIGCONT lets them go on."""
-    roles = list(DEMO.node("current").commands())
-    pid = int((CURRENT_DIR / "pids").read_text().split()[roles.index(role)])
-    os.killpg(pid, sig)
+    os.killpg(DEMO.node("current").pids()[role], sig)
 
 
 def worker_signal(sig: signal.Signals) -> None:
@@ -208,14 +206,12 @@ class RebootActor(threading.Thread):
 
     def reboot_web(self) -> None:
         node = DEMO.node("current")
-        pids = (CURRENT_DIR / "pids").read_text().split()
-        roles = [role for role in node.commands() if role != "worker"]
-        for index in range(len(roles)):
-            os.killpg(int(pids[index]), signal.SIGTERM)
+        pids = node.pids()
+        web = [role for role in pids if role != "worker"]
+        for role in web:
+            os.killpg(pids[role], signal.SIGTERM)
         time.sleep(self.down_seconds)
-        for index, role in enumerate(roles):
-            pids[index] = str(node.spawn(role).pid)
-        (CURRENT_DIR / "pids").write_text(" ".join(pids))
+        node.pids_write(pids | {role: node.spawn(role).pid for role in web})
 
 
 def test_ha_source_with_every_option_through_the_reboot(
