@@ -176,6 +176,9 @@ PEER_CREDENTIAL_TTL = env_int("PEER_CREDENTIAL_TTL", 6 * 3600, minimum=60)
 # How the current system reaches a source's MySQL and SSH, as handed out by the peer API.
 APPLIANCE_DATA_DB_PUBLIC_HOST = env_str("APPLIANCE_DATA_DB_PUBLIC_HOST", DATA_DB.host)
 APPLIANCE_DATA_DB_PUBLIC_PORT = env_int("APPLIANCE_DATA_DB_PUBLIC_PORT", DATA_DB.port, minimum=1)
+# The TLS certificate (PEM) of this node's database server: its fingerprint goes out through the
+# pinned HTTPS channel, so that a system migrating from this one can check it on port 3306.
+APPLIANCE_DATA_DB_CERTIFICATE = env_str("APPLIANCE_DATA_DB_CERTIFICATE", "")
 APPLIANCE_SSH_HOST = env_str("APPLIANCE_SSH_HOST", "")
 APPLIANCE_SSH_PORT = env_int("APPLIANCE_SSH_PORT", 22, minimum=1)
 APPLIANCE_SSH_USER = env_str("APPLIANCE_SSH_USER", "appliance-migration")
@@ -203,6 +206,13 @@ MIGRATION_SOURCE_PORTS = [
 ]
 
 # Execution of a migration on this node when it is the current system.
+# The copier's own account here: rights on the data database, its rehearsal copy and the copy
+# checkpoints only (`manage.py migration_accounts` creates it); objects copied from a source get
+# the definer account, which has rights on the data database alone.
+MIGRATION_COPIER_DB = (
+    env_mysql("MIGRATION_COPIER_DB_URL", "") if env_str("MIGRATION_COPIER_DB_URL", "") else DATA_DB
+)
+MIGRATION_DEFINER = env_str("MIGRATION_DEFINER", "appliance_definer@localhost")
 MIGRATION_COPY_WORKERS = env_int("MIGRATION_COPY_WORKERS", 2, minimum=1)
 MIGRATION_HEARTBEAT_STALE = env_int("MIGRATION_HEARTBEAT_STALE", 30, minimum=5)
 MIGRATION_STALL_SECONDS = env_int("MIGRATION_STALL_SECONDS", 120, minimum=10)
@@ -211,6 +221,10 @@ MIGRATION_REPLICA_TIMEOUT = env_int("MIGRATION_REPLICA_TIMEOUT", 900, minimum=10
 MIGRATION_REBOOT_LIMIT = env_int("MIGRATION_REBOOT_LIMIT", 600, minimum=10)
 CELERY_BEAT_SCHEDULE = {
     "sweep-migration-runs": {"task": "migrations_engine.tasks.sweep_runs", "schedule": 15.0},
+    "revoke-expired-credentials": {
+        "task": "appliance.tasks.revoke_expired_credentials",
+        "schedule": 60.0,
+    },
 }
 
 LOGGING = {

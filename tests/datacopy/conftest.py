@@ -27,6 +27,7 @@ from migrations_engine.datacopy.checkpoints import STATE_DATABASE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TARGET_HOST = "127.0.0.1"
+SOURCE_HOST = os.environ.get("TEST_DATACOPY_SOURCE_HOST", "127.0.0.3")
 
 
 def shared_dir() -> Path:
@@ -200,7 +201,7 @@ def source_server() -> Iterator[MariaDBServer]:
     directories are pruned by any other pytest run on the machine, even while in use.
     """
     base = Path(tempfile.mkdtemp(prefix="datacopy-source-"))
-    server = PrivateServer(datadir=base / "mariadb", host="127.0.0.3", port=3306, server_id=3)
+    server = PrivateServer(datadir=base / "mariadb", host=SOURCE_HOST, port=3306, server_id=3)
     server.start()
     yield server
     server.stop()

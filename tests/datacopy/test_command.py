@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROJECT_ROOT, Scratch, run_sql
+from .conftest import PROJECT_ROOT, SOURCE_HOST, Scratch, run_sql
 
 PASSWORD = "s3cret-Pw!"
 
@@ -51,7 +51,7 @@ def test_copy_data_takes_the_password_from_a_file_and_never_shows_it(
     password_file.write_text(PASSWORD + "\n")
 
     finished = copy_data(
-        f"mysql://{migration_account}@127.0.0.3:3306/{scratch.name}",
+        f"mysql://{migration_account}@{SOURCE_HOST}:3306/{scratch.name}",
         f"mysql://root@127.0.0.1:3306/{scratch.name}",
         f"--source-password-file={password_file}",
         "--workers=2",
@@ -68,7 +68,7 @@ def test_copy_data_with_a_wrong_password_exits_with_a_clear_message(
     scratch: Scratch, migration_account: str
 ) -> None:
     finished = copy_data(
-        f"mysql://{migration_account}@127.0.0.3:3306/{scratch.name}",
+        f"mysql://{migration_account}@{SOURCE_HOST}:3306/{scratch.name}",
         f"mysql://root@127.0.0.1:3306/{scratch.name}",
         env={"SOURCE_DB_PASSWORD": "wrong-" + PASSWORD},
     )

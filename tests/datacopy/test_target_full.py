@@ -17,9 +17,9 @@ import pytest
 from config.env import parse_mysql_url
 from migrations_engine.datacopy import TargetFullError, copy_database
 
-from .conftest import PrivateServer, Scratch, query, quote, run_sql
+from .conftest import SOURCE_HOST, PrivateServer, Scratch, query, quote, run_sql
 
-LIMITED_HOST = "127.0.0.3"
+LIMITED_HOST = SOURCE_HOST
 LIMITED_PORT = 3307
 
 

@@ -21,7 +21,7 @@ from devtools.sshd import SSHServer
 from migrations_engine.remote.connection import SSHGrant, host_key_parse, ssh_connect
 from migrations_engine.remote.keys import RunKey, key_pair_make
 
-HOST = "127.0.0.5"
+HOST = os.environ.get("TEST_SSH_HOST", "127.0.0.5")
 PORT = 2222
 
 
