@@ -13,7 +13,12 @@ from typing import Any
 
 from django.conf import settings
 
-from migrations_engine.accounts import traffic_lines_filter
+from migrations_engine.accounts import (
+    UnsafeName,
+    accounts_log_name,
+    host_name_check,
+    traffic_lines_filter,
+)
 from migrations_engine.context import Progress, RunContext
 from migrations_engine.operations.base import (
     Operation,
@@ -28,6 +33,7 @@ from migrations_engine.operations.system_ops import (
 from migrations_engine.plan import PlanFacts
 from migrations_engine.remote.errors import RemoteError
 from migrations_engine.remote.hashing import local_sha256
+from migrations_engine.remote.listing import name_shown
 from migrations_engine.remote.progress import CopyProgress
 from migrations_engine.remote.reboot import reboot_and_wait
 from migrations_engine.remote.session import ssh_session
@@ -168,17 +174,29 @@ class CopySyslog(Operation):
         self, context: RunContext, progress: Progress, source_dir: str, target_dir: Path
     ) -> dict[str, Any]:
         """Selective migration: from each source log, only the chosen accounts' lines, into
-        `<name>.from-<source host>.log.gz` here (this system's own logs stay untouched)."""
+        `<name>.from-<source host>.log.gz` here (this system's own logs stay untouched).
+        A log whose name cannot be a file name here is listed as not copied, with the reason."""
         accounts = set(context.run.accounts or [])
         origin = context.run.source_info.get("host_name", "source")
+        try:
+            host_name_check(origin)
+        except UnsafeName as error:
+            raise OperationFailed(
+                str(error), "Give the source a valid host name, then Resume."
+            ) from None
         files = []
+        not_copied = []
         try:
             with ssh_session(context.peer(), context.run.peer_ref) as session:
                 sftp = session.client.open_sftp()
                 names = sorted(n for n in sftp.listdir(source_dir) if n.endswith(".log.gz"))
                 for index, name in enumerate(names):
                     progress.update(index / max(len(names), 1), message=name)
-                    target = target_dir / name.replace(".log.gz", f".from-{origin}.log.gz")
+                    try:
+                        target = target_dir / accounts_log_name(name, origin)
+                    except UnsafeName as error:
+                        not_copied.append({"path": name_shown(name), "reason": str(error)})
+                        continue
                     with sftp.open(f"{source_dir}/{name}", "rb") as remote:
                         remote.prefetch()
                         chunks = iter(lambda: remote.read(1 << 16), b"")
@@ -196,7 +214,12 @@ class CopySyslog(Operation):
                 "Check the disk of this system and the source's SSH service, then Resume.",
             ) from error
         context.log(f"traffic logs: the chosen accounts' lines from {len(names)} files")
-        return {"files": files, "source_files": len(names), "accounts": sorted(accounts)}
+        return {
+            "files": files,
+            "source_files": len(names),
+            "accounts": sorted(accounts),
+            "not_copied": not_copied,
+        }
 
     def undo(self, context: RunContext) -> None:
         for partial in Path(settings.APPLIANCE_TRAFFIC_LOG_DIR).rglob(".*.partial"):

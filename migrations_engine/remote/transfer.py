@@ -4,13 +4,17 @@ The data goes into `.<name>.partial` beside the target, created with mode 0600 s
 is never readable by others while it is written. An interrupted fetch keeps that file and the
 next one continues from its size. At the end the whole file's SHA-256 must equal the one
 `sha256sum` computed on the source (it runs at the same time, over the same connection); only
-then does the file get the source's mode and modification time and its final name.
+then does the file get its final name, the source's modification time and a fixed mode: 0640,
+or 0600 for a private file. The source's mode bits are never used. No symbolic link on this side
+is followed: the partial file is opened with O_NOFOLLOW and the rename replaces a link in the
+final name's place rather than writing through it.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,8 @@ READ_REQUEST_SIZE = 64 * 1024
 CONCURRENT_READS = 128
 CHUNK_SIZE = 1024 * 1024
 PRIVATE_MODE = 0o600
+FILE_MODE = 0o640
+"""The mode of every copied file that is not private (the traffic logs), whatever the source's."""
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 CONNECTION_ERRORS = (paramiko.SSHException, EOFError, TimeoutError, ConnectionError)
 
@@ -45,7 +51,6 @@ class RemoteFile:
     size: int
     mtime: int
     atime: int
-    mode: int
 
 
 class FileNotCopied(RemoteError):
@@ -78,13 +83,23 @@ def _write_all(fd: int, data: bytes, target: Path) -> None:
 def _open_partial(temp: Path, size: int, target: Path) -> tuple[int, int]:
     """Open (or create) the partial file privately; returns it and the offset to continue at."""
     try:
-        if temp.exists() and temp.stat().st_size > size:
+        if _partial_stale(temp, size):
             temp.unlink()
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, PRIVATE_MODE)
         os.fchmod(fd, PRIVATE_MODE)
         return fd, os.fstat(fd).st_size
     except OSError as error:
         raise _local_error(target, error) from None
+
+
+def _partial_stale(temp: Path, size: int) -> bool:
+    """Whether a partial file is there but cannot be continued: longer than the file, or not a
+    regular file (a symbolic link in its place is removed, never followed)."""
+    try:
+        info = temp.lstat()
+    except FileNotFoundError:
+        return False
+    return not stat.S_ISREG(info.st_mode) or info.st_size > size
 
 
 def _receive(
@@ -114,10 +129,14 @@ def _receive(
 
 
 def _finish(temp: Path, target: Path, source: RemoteFile, mode: int) -> None:
-    """Give the verified file the source's mode and times, then its final name."""
+    """Give the verified file its mode and the source's times, then its final name."""
     try:
-        os.chmod(temp, mode)
-        os.utime(temp, (source.atime, source.mtime))
+        fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, mode)
+            os.utime(fd, (source.atime, source.mtime))
+        finally:
+            os.close(fd)
         os.replace(temp, target)
     except OSError as error:
         raise _local_error(target, error) from None
@@ -165,7 +184,7 @@ def file_fetch(
 
     Raises FileNotCopied for this file alone, ConnectionLost or TargetWriteError for all.
     """
-    mode = PRIVATE_MODE if private else source.mode & 0o777
+    mode = PRIVATE_MODE if private else FILE_MODE
     temp = partial_path(target)
     meter.file_started(source.relative)
     total = 0

@@ -4,12 +4,15 @@ Only files the current system lacks or that differ are transferred: same size an
 time counts as identical; same size with another time is settled by comparing SHA-256 hashes.
 Each file goes through `transfer.file_fetch` (temporary name, hash check, rename). The result
 lists what was copied, what was skipped as identical and what was not copied, with the reason.
+
+The source's listing is not trusted (`listing.remote_tree` refuses names that are not plain file
+names and bounds the walk), and neither are the folders here: a file whose path here leads out
+of the target folder, through a symbolic link already on this side, is not copied either.
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
 import stat
 import time
 from collections.abc import Callable
@@ -21,6 +24,7 @@ import paramiko
 from migrations_engine.remote.connection import MAX_PACKET_SIZE, WINDOW_SIZE
 from migrations_engine.remote.errors import ConnectionLost, CopyFailed, RemoteError
 from migrations_engine.remote.hashing import local_sha256, remote_sha256
+from migrations_engine.remote.listing import NotCopied, remote_file, remote_tree
 from migrations_engine.remote.progress import ProgressCallback, ProgressMeter
 from migrations_engine.remote.transfer import (
     CONNECTION_ERRORS,
@@ -30,13 +34,8 @@ from migrations_engine.remote.transfer import (
     partial_path,
 )
 
-
-@dataclass(frozen=True)
-class NotCopied:
-    """A file that was not copied, and why."""
-
-    path: str
-    reason: str
+LEADS_OUTSIDE = "name leads outside the target directory (through a symbolic link on this system)"
+LINK_LOOP = "its path on this system goes round a loop of symbolic links"
 
 
 @dataclass
@@ -67,42 +66,39 @@ def sftp_open(client: paramiko.SSHClient) -> paramiko.SFTPClient:
     return sftp
 
 
-def _remote_file(path: str, relative: str, attributes: paramiko.SFTPAttributes) -> RemoteFile:
-    return RemoteFile(
-        path=path,
-        relative=relative,
-        size=attributes.st_size or 0,
-        mtime=attributes.st_mtime or 0,
-        atime=attributes.st_atime or attributes.st_mtime or 0,
-        mode=stat.S_IMODE(attributes.st_mode or 0o600),
-    )
+def local_refusal(root: Path, target: Path) -> str | None:
+    """Why `target` cannot be written by a copy into `root` (None if it can): its path here,
+    symbolic links on this side followed, must stay inside `root`."""
+    try:
+        inside = target.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # RuntimeError: a loop of symbolic links
+        return LINK_LOOP
+    return None if inside else LEADS_OUTSIDE
 
 
-def remote_tree(
-    sftp: paramiko.SFTPClient, root: str, relative: str = ""
-) -> tuple[list[RemoteFile], list[NotCopied]]:
-    """Every regular file under `root` on the source, and what is not a regular file."""
-    files: list[RemoteFile] = []
-    others: list[NotCopied] = []
-    directory = posixpath.join(root, relative) if relative else root
-    for entry in sorted(sftp.listdir_attr(directory), key=lambda item: item.filename):
-        name = posixpath.join(relative, entry.filename) if relative else entry.filename
-        mode = entry.st_mode or 0
-        if stat.S_ISDIR(mode):
-            more_files, more_others = remote_tree(sftp, root, name)
-            files += more_files
-            others += more_others
-        elif stat.S_ISREG(mode):
-            files.append(_remote_file(posixpath.join(root, name), name, entry))
+def _targets(
+    root: Path, files: list[RemoteFile]
+) -> tuple[list[tuple[RemoteFile, Path]], list[NotCopied]]:
+    """Each file with its path under `root`, and the files whose path here leads outside."""
+    pairs: list[tuple[RemoteFile, Path]] = []
+    refused: list[NotCopied] = []
+    for source in files:
+        target = root / source.relative
+        refusal = local_refusal(root, target)
+        if refusal is None:
+            pairs.append((source, target))
         else:
-            others.append(NotCopied(name, "not a regular file (link, device or socket)"))
-    return files, others
+            refused.append(NotCopied(source.relative, refusal))
+    return pairs, refused
 
 
 def is_identical(client: paramiko.SSHClient, source: RemoteFile, target: Path) -> bool:
-    """Same size and time, or same size and same SHA-256 (then the time is set right)."""
+    """Same size and time, or same size and same SHA-256 (then the time is set right).
+
+    Only a regular file can be identical: a symbolic link in its place is not followed.
+    """
     try:
-        local = target.stat()
+        local = target.lstat()
     except FileNotFoundError:
         return False
     if not stat.S_ISREG(local.st_mode) or local.st_size != source.size:
@@ -111,15 +107,30 @@ def is_identical(client: paramiko.SSHClient, source: RemoteFile, target: Path) -
         return True
     if local_sha256(target).hexdigest() != remote_sha256(client, source.path, source.size):
         return False
-    os.utime(target, (source.atime, source.mtime))
+    os.utime(target, (source.atime, source.mtime), follow_symlinks=False)
     return True
 
 
 def _partial_size(target: Path) -> int:
     try:
-        return partial_path(target).stat().st_size
+        return partial_path(target).lstat().st_size
     except FileNotFoundError:
         return 0
+
+
+def _stays_inside(target: Path, root: Path | None) -> None:
+    """FileNotCopied if `target` leads outside `root` here (no check without a root)."""
+    refusal = None if root is None else local_refusal(root, target)
+    if refusal is not None:
+        raise FileNotCopied(refusal)
+
+
+def _folder_make(target: Path, root: Path | None) -> None:
+    """Make the folder `target` goes into, checking before and after that the target's path
+    stays inside `root`: a link may have appeared here since the listing."""
+    _stays_inside(target, root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _stays_inside(target, root)
 
 
 def _fsync_directories(directories: set[Path]) -> None:
@@ -140,6 +151,7 @@ def _copy_listed(
     progress: ProgressCallback | None,
     interval: float,
     private: bool,
+    root: Path | None,
 ) -> None:
     """Skip the identical files, fetch the others; fills `result`."""
     todo = []
@@ -157,7 +169,7 @@ def _copy_listed(
     touched: set[Path] = set()
     for source, target in todo:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _folder_make(target, root)
             result.bytes_transferred += file_fetch(
                 client, sftp, source, target, meter, private=private
             )
@@ -191,8 +203,12 @@ def _copy(
     progress: ProgressCallback | None,
     interval: float,
     private: bool,
+    root: Path | None = None,
 ) -> CopyResult:
-    """List, compare and fetch; whatever stops the copy carries the result so far."""
+    """List, compare and fetch; whatever stops the copy carries the result so far.
+
+    With a `root`, no file is written anywhere its path here leads outside it.
+    """
     result = CopyResult()
     started = time.monotonic()
     sftp = sftp_open(client)
@@ -200,7 +216,14 @@ def _copy(
         files, others = listing(sftp)
         result.not_copied += others
         _copy_listed(
-            client, sftp, files, result, progress=progress, interval=interval, private=private
+            client,
+            sftp,
+            files,
+            result,
+            progress=progress,
+            interval=interval,
+            private=private,
+            root=root,
         )
     except (*CONNECTION_ERRORS, OSError, RemoteError) as error:
         stopped = _stopped(client, what, error)
@@ -221,13 +244,18 @@ def copy_tree(
     progress_interval: float = 0.5,
     private: bool = False,
 ) -> CopyResult:
-    """Copy every regular file under `source_dir` on the source into `target_dir`."""
+    """Copy every regular file under `source_dir` on the source into `target_dir`.
+
+    Nothing is written outside `target_dir`: names from the source that are not plain file
+    names, and paths that lead out through a symbolic link here, are listed as not copied.
+    """
 
     def listing(
         sftp: paramiko.SFTPClient,
     ) -> tuple[list[tuple[RemoteFile, Path]], list[NotCopied]]:
         files, others = remote_tree(sftp, source_dir)
-        return [(source, target_dir / source.relative) for source in files], others
+        pairs, refused = _targets(target_dir, files)
+        return pairs, others + refused
 
     return _copy(
         client,
@@ -236,6 +264,7 @@ def copy_tree(
         progress=progress,
         interval=progress_interval,
         private=private,
+        root=target_dir,
     )
 
 
@@ -254,7 +283,7 @@ def copy_file(
         sftp: paramiko.SFTPClient,
     ) -> tuple[list[tuple[RemoteFile, Path]], list[NotCopied]]:
         attributes = sftp.stat(source_path)
-        source = _remote_file(source_path, target_path.name, attributes)
+        source = remote_file(source_path, target_path.name, attributes)
         if not stat.S_ISREG(attributes.st_mode or 0):
             return [], [NotCopied(source.relative, "not a regular file")]
         return [(source, target_path)], []
