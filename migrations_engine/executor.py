@@ -142,7 +142,7 @@ def run_execute(run_id: int, worker: str) -> None:
     except OperationFailed as failure:
         _run_fail(run, fence, str(failure), failure.fix)
     except PeerError as failure:
-        _run_fail(run, fence, str(failure), "Check that the source is reachable, then Resume.")
+        _run_fail(run, fence, str(failure), failure.fix)
     except Exception as failure:
         logger.exception("run %s failed", run_id)
         _run_fail(run, fence, f"Unexpected error: {failure}", "See the run's log, then Resume.")

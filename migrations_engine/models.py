@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from migrations_engine.preflight import CERTIFICATE_CHECK
+
 
 class RunStatus(models.TextChoices):
     """Where a run stands."""
@@ -96,6 +98,16 @@ class MigrationRun(models.Model):
     @property
     def checks_passed(self) -> bool:
         return bool(self.checks) and all(check["ok"] for check in self.checks)
+
+    @property
+    def certificate_changed(self) -> bool:
+        """Whether the source presented another certificate than the one confirmed."""
+        return any(check["name"] == CERTIFICATE_CHECK and not check["ok"] for check in self.checks)
+
+    @property
+    def awaits_fingerprint(self) -> bool:
+        """Whether the source answered with a certificate the administrator has yet to confirm."""
+        return bool(self.source_certificate) and not self.fingerprint_confirmed
 
     @property
     def source_is_ha(self) -> bool:

@@ -2,24 +2,41 @@
 
 The source's certificate is usually self-signed: the administrator confirms its SHA-256
 fingerprint once (trust on first use) and from then on only that exact certificate is accepted.
+
+The source may be old, compromised or lying, so its answers are bounded: each request has an
+overall deadline and a size limit, and an answer of the wrong shape is a clear `BadAnswer`,
+never a crash further on.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import ssl
+import threading
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 API_PREFIX = "/api/peer/v1/"
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+"""The largest answer read from a source (its info with thousands of tables is well below)."""
+READ_BLOCK = 64 * 1024
+MAX_RETRY_AFTER = 3600
+CERTIFICATE_CHANGED_FIX = (
+    "Stop here: someone may be impersonating the source. Compare the fingerprint shown on the "
+    "source's console with the one you confirmed; only when you know why the certificate "
+    "changed (it was renewed), start again and confirm the new fingerprint."
+)
 
 
 class PeerError(Exception):
     """The source refused or failed a request; the message is meant for the administrator."""
+
+    fix = "Check that the source is reachable, then Resume."
 
     def __init__(self, message: str, status: int = 0, retry_after: int = 0) -> None:
         super().__init__(message)
@@ -28,11 +45,39 @@ class PeerError(Exception):
 
 
 class PeerUnreachable(PeerError):
-    """The source did not answer on its HTTPS port."""
+    """The source did not answer on its HTTPS port (or not in time)."""
 
 
 class CertificateMismatch(PeerError):
     """The source presented a certificate other than the pinned one."""
+
+    fix = CERTIFICATE_CHANGED_FIX
+
+
+class BadAnswer(PeerError):
+    """The source answered something other than what the peer API answers: too large, not
+    JSON, or without a field of the right type."""
+
+    fix = "Check that the address names an appliance with this software, then try again."
+
+
+def answer_object(answer: Any, what: str) -> dict[str, Any]:
+    """The answer as a JSON object, or BadAnswer."""
+    if not isinstance(answer, dict):
+        raise BadAnswer(f"The source's answer to {what} is not a JSON object.")
+    return answer
+
+
+def answer_field(
+    answer: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str
+) -> Any:
+    """One field of an answer, of the expected type (bool is not an int here), or BadAnswer."""
+    value = answer.get(name)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(item.__name__ for item in kinds)
+        raise BadAnswer(f"The source's answer to {what} lacks '{name}' or it is not a {names}.")
+    return value
 
 
 def certificate_fingerprint(pem: str) -> str:
@@ -69,12 +114,15 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
         super().__init__(address, port, timeout=timeout, context=context)
         self._pem = pem
         self._context = context
+        self.watched: socket.socket | None = None
+        """The socket in use, for a deadline to cut whatever phase the exchange is in."""
 
     def connect(self) -> None:
         raw = socket.create_connection((self.host, self.port), self.timeout)
+        self.watched = raw
         name = _tls_name(self._pem, self.host)
         try:
-            self.sock = self._context.wrap_socket(raw, server_hostname=name)
+            self.sock = self.watched = self._context.wrap_socket(raw, server_hostname=name)
         except ssl.SSLCertVerificationError:
             raw.close()
             raise CertificateMismatch(
@@ -85,6 +133,117 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
         if certificate_fingerprint(presented) != certificate_fingerprint(self._pem):
             self.sock.close()
             raise CertificateMismatch(f"{self.host} presented an unexpected certificate.")
+
+
+SERVER_ROLES = ("standalone", "ha_master", "ha_slave")
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+DOMAIN_NAME = re.compile(r"^(?=.{0,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)*$")
+VERSION = re.compile(r"^\d{1,4}(\.\d{1,4}){0,3}$")
+INFO_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "host_name": str,
+    "domain_name": str,
+    "ip_address": str,
+    "server_role": str,
+    "server_role_label": str,
+    "software_version": str,
+    "data_size_bytes": int,
+    "data_tables": list,
+    "traffic_log_files": int,
+    "traffic_log_bytes": int,
+    "licence": dict,
+    "tls_fingerprint": str,
+    "ssh_host_key": str,
+    "commands": dict,
+    "traffic_log_dir": str,
+    "certificate_files": dict,
+}
+"""What every source's `info` answer holds, by type (more fields may come and are kept)."""
+LICENCE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "guid": str,
+    "state": str,
+    "has_active_maintenance": bool,
+}
+
+
+def source_info_check(answer: dict[str, Any]) -> dict[str, Any]:
+    """The source's `info` answer once every field this system relies on is of the right type
+    and shape; BadAnswer naming the first field that is not."""
+    for name, kind in INFO_FIELDS.items():
+        answer_field(answer, name, kind, "info")
+    for name, kind in LICENCE_FIELDS.items():
+        answer_field(answer["licence"], name, kind, "info (licence)")
+    for name in ("restart", "reboot"):
+        answer_field(answer["commands"], name, str, "info (commands)")
+    for name in ("certificate", "key"):
+        answer_field(answer["certificate_files"], name, str, "info (certificate_files)")
+    _info_values_check(answer)
+    return answer
+
+
+def _info_values_check(answer: dict[str, Any]) -> None:
+    """Values that end up in names, paths and decisions here must have their expected form."""
+    if not HOST_NAME.match(answer["host_name"]):
+        raise BadAnswer(f"The source's host name {answer['host_name'][:80]!r} is not a host name.")
+    if not DOMAIN_NAME.match(answer["domain_name"]):
+        raise BadAnswer("The source's domain name is not a domain name.")
+    if answer["server_role"] not in SERVER_ROLES:
+        raise BadAnswer(f"The source's server role {answer['server_role'][:40]!r} is unknown.")
+    if answer["server_role"] != "standalone" and not isinstance(answer.get("ha"), dict):
+        raise BadAnswer("The source is in high availability but does not say how ('ha').")
+    if not VERSION.match(answer["software_version"]):
+        raise BadAnswer("The source's software version is not a version number.")
+    numbers = ("data_size_bytes", "traffic_log_files", "traffic_log_bytes")
+    if any(answer[name] < 0 for name in numbers):
+        raise BadAnswer("The source's sizes must not be negative.")
+    for table in answer["data_tables"]:
+        if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+            raise BadAnswer("The source's list of data tables is not a list of named tables.")
+
+
+def _read_bounded(response: http.client.HTTPResponse) -> bytes:
+    """The answer's body, refused as soon as it grows past MAX_ANSWER_BYTES."""
+    declared = response.getheader("Content-Length")
+    if declared and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+        raise BadAnswer(f"The source's answer is too large ({int(declared)} bytes).")
+    parts: list[bytes] = []
+    size = 0
+    while block := response.read1(READ_BLOCK):
+        size += len(block)
+        if size > MAX_ANSWER_BYTES:
+            raise BadAnswer(f"The source's answer is larger than {MAX_ANSWER_BYTES} bytes.")
+        parts.append(block)
+    return b"".join(parts)
+
+
+class Deadline:
+    """Cuts a connection once its time is up, whatever it is waiting for (a source that
+    trickles its answer a byte at a time never hits a per-read timeout)."""
+
+    def __init__(self, connection: PinnedHTTPSConnection, seconds: float) -> None:
+        self.connection = connection
+        self.passed = False
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        self.passed = True
+        sock = self.connection.watched  # the answer may hold it after the connection let go
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _retry_after(value: str | None) -> int:
+    """Seconds from a Retry-After header, within reason (0 when absent or not a number)."""
+    if not value or not value.strip().isdigit():
+        return 0
+    return min(int(value.strip()), MAX_RETRY_AFTER)
 
 
 class PeerClient:
@@ -98,10 +257,14 @@ class PeerClient:
         self.token = ""
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """Send one request and return its JSON answer; raise PeerError with the reason."""
+        """Send one request and return its JSON answer; raise PeerError with the reason.
+
+        The whole exchange (connect, send, answer) must end within `timeout` seconds.
+        """
         connection = PinnedHTTPSConnection(
             self.address, self.port, self.certificate_pem, self.timeout
         )
+        deadline = Deadline(connection, self.timeout)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -109,31 +272,53 @@ class PeerClient:
         try:
             connection.request(method, API_PREFIX + path, body=payload, headers=headers)
             response = connection.getresponse()
-            raw = response.read()
-        except PeerError:
-            raise
-        except (OSError, http.client.HTTPException) as error:
+            raw = _read_bounded(response)
+            if deadline.passed:
+                raise PeerUnreachable("cut at the deadline")
+        except PeerError as error:
+            if not deadline.passed:
+                raise
+            raise self._late() from error
+        except (OSError, http.client.HTTPException, ssl.SSLError) as error:
+            if deadline.passed:
+                raise self._late() from None
             raise PeerUnreachable(
                 f"The source {self.address}:{self.port} did not answer ({error})."
             ) from None
         finally:
+            deadline.cancel()
             connection.close()
-        return self._decode(response, raw)
+        return self._decode(response, raw, path)
 
-    def _decode(self, response: http.client.HTTPResponse, raw: bytes) -> Any:
+    def _late(self) -> PeerUnreachable:
+        return PeerUnreachable(
+            f"The source {self.address}:{self.port} did not finish its answer in time "
+            f"({self.timeout:.0f} s)."
+        )
+
+    def _decode(self, response: http.client.HTTPResponse, raw: bytes, path: str) -> Any:
         try:
             data = json.loads(raw or b"{}")
-        except ValueError:
-            data = {"error": f"unexpected answer (HTTP {response.status})"}
+        except (ValueError, RecursionError):
+            data = None
         if response.status >= 400:
-            retry_after = int(response.headers.get("Retry-After", "0") or 0)
-            raise PeerError(str(data.get("error", "")), response.status, retry_after)
+            error = data.get("error") if isinstance(data, dict) else None
+            message = error if isinstance(error, str) and error else f"HTTP {response.status}"
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            raise PeerError(message[:500], response.status, retry_after)
+        if data is None:
+            raise BadAnswer(f"The source's answer to {path} is not JSON (HTTP {response.status}).")
         return data
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A request whose answer must be a JSON object."""
+        return answer_object(self.request(method, path, body), path)
 
     def login(self, password: str) -> None:
         """Trade the Admin User password for a token (kept in this client only)."""
         self.token = ""
-        self.token = str(self.request("POST", "auth", {"password": password})["token"])
+        answer = self.call("POST", "auth", {"password": password})
+        self.token = answer_field(answer, "token", str, "auth")
 
     def logout(self) -> None:
         if self.token:
@@ -141,10 +326,15 @@ class PeerClient:
             self.token = ""
 
     def info(self) -> dict[str, Any]:
-        return dict(self.request("GET", "info"))
+        """Who the source is, checked field by field (`source_info.source_info_check`)."""
+        return source_info_check(self.call("GET", "info"))
 
     def settings(self) -> dict[str, Any]:
-        return dict(self.request("GET", "settings"))
+        answer = self.call("GET", "settings")
+        groups = answer_field(answer, "settings", dict, "settings")
+        if not all(isinstance(pairs, dict) for pairs in groups.values()):
+            raise BadAnswer("The source's settings are not groups of key/value pairs.")
+        return answer
 
     def maintenance(self, *, enabled: bool, reason: str = "") -> None:
         self.request("POST", "maintenance", {"enabled": enabled, "reason": reason})
@@ -171,16 +361,20 @@ class PeerClient:
             body["identity"] = identity
         if migrated_to is not None:
             body["migrated_to"] = migrated_to
-        return dict(self.request("POST", "configuration", body))
+        return self.call("POST", "configuration", body)
 
-    def database_account(self, run: str) -> dict[str, Any]:
-        return dict(self.request("POST", "credentials/database", {"run": run}))
+    def database_account(self, run: str, *, replication: bool = False) -> dict[str, Any]:
+        """The run's read-only account on the source's data database (with replication rights
+        only when the run replicates)."""
+        return dict(
+            self.request("POST", "credentials/database", {"run": run, "replication": replication})
+        )
 
     def ssh_key(self, run: str, public_key: str) -> dict[str, Any]:
-        return dict(
-            self.request("POST", "credentials/ssh-key", {"run": run, "public_key": public_key})
-        )
+        return self.call("POST", "credentials/ssh-key", {"run": run, "public_key": public_key})
 
     def revoke(self, run: str, kind: str | None = None) -> int:
         body: dict[str, Any] = {"run": run} if kind is None else {"run": run, "kind": kind}
-        return int(self.request("POST", "credentials/revoke", body)["revoked"])
+        return int(
+            answer_field(self.call("POST", "credentials/revoke", body), "revoked", int, "revoke")
+        )

@@ -2,12 +2,18 @@
 every port the migration uses, does its TLS answer, is the password right, do the versions fit,
 and is there room here for its data and logs. Each check says what to do when it fails.
 
+The checks come in two parts so that the password only ever goes to a confirmed certificate:
+`preflight_reach` needs no password (address, ports, TLS handshake); the administrator then
+confirms the certificate's fingerprint; `preflight_login` sends the password through a client
+pinned to that certificate.
+
 Used by the wizard's Source step (with a Re-check button) and by the command line.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 import socket
 from collections.abc import Iterable
@@ -21,6 +27,9 @@ from django.conf import settings
 from appliance import SOFTWARE_VERSION
 from appliance.models import Node
 from migrations_engine.peer_client import (
+    CERTIFICATE_CHANGED_FIX,
+    BadAnswer,
+    CertificateMismatch,
     PeerClient,
     PeerError,
     PeerUnreachable,
@@ -38,6 +47,9 @@ PORTS = {
     22: "SSH: traffic logs, certificates, reboot",
 }
 PASSWORD_CHECK = "Admin User password"  # noqa: S105 (the name of a check)
+PASSWORD_NOT_SENT = "not sent yet"  # noqa: S105 (what a check found)
+TLS_CHECK = "TLS handshake"
+CERTIFICATE_CHECK = "Certificate as confirmed"
 SPACE_MARGIN = 1.2
 """Room wanted here, as a multiple of what the source holds."""
 
@@ -54,6 +66,11 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+
+    @property
+    def refused_password(self) -> bool:
+        """Whether this is the password check and the source refused the password."""
+        return self.name == PASSWORD_CHECK and not self.ok and self.detail != PASSWORD_NOT_SENT
 
 
 def own_addresses() -> set[str]:
@@ -169,7 +186,8 @@ def _version(text: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Preflight:
-    """What the checks found: every check, and (when the password was right) the source."""
+    """What the checks found: every check, the certificate presented, and (once the password
+    went to the confirmed certificate and was accepted) the source's info."""
 
     checks: list[Check]
     certificate: str = ""
@@ -180,31 +198,99 @@ class Preflight:
     def ok(self) -> bool:
         return all(check.ok for check in self.checks)
 
+    @property
+    def reached(self) -> bool:
+        """Whether the source's HTTPS answered with a certificate (so it can be confirmed)."""
+        return bool(self.certificate)
 
-def preflight(
-    address: str, password: str, *, port: int = 443, ports: Iterable[int] | None = None
+
+def preflight_reach(
+    address: str, *, port: int = 443, ports: Iterable[int] | None = None
 ) -> Preflight:
-    """Run every check against the source; later checks are skipped when earlier ones fail."""
+    """The checks that need no password: every port at once, then the TLS handshake."""
     checks = ports_check(address, ports or list(PORTS))
     try:
         pem = fetch_certificate(address, port, timeout=PORT_TIMEOUT)
     except PeerUnreachable as error:
-        checks.append(Check("TLS handshake", False, str(error), "Check the source's web service."))
+        checks.append(Check(TLS_CHECK, False, str(error), "Check the source's web service."))
         return Preflight(checks)
     fingerprint = certificate_fingerprint(pem)
-    checks.append(Check("TLS handshake", True, f"certificate SHA-256 {fingerprint}"))
-    client = PeerClient(address, pem, port, timeout=10)
+    checks.append(Check(TLS_CHECK, True, f"certificate SHA-256 {fingerprint}"))
+    return Preflight(checks, pem, fingerprint)
+
+
+def password_pending() -> Check:
+    """The password check before the certificate is confirmed: nothing was sent."""
+    return Check(
+        PASSWORD_CHECK,
+        False,
+        PASSWORD_NOT_SENT,
+        "Compare the certificate's fingerprint with the one on the source's console and "
+        "confirm it: only then is the password sent, and only to that certificate.",
+    )
+
+
+def certificate_changed(presented: str, confirmed: str) -> Check:
+    """The source now presents another certificate than the one confirmed: stop."""
+    return Check(
+        CERTIFICATE_CHECK,
+        False,
+        f"the source now presents the certificate {presented}, not the one you confirmed "
+        f"({confirmed}); the password was not sent",
+        CERTIFICATE_CHANGED_FIX,
+    )
+
+
+def preflight_login(
+    address: str, certificate: str, password: str, *, port: int = 443
+) -> tuple[list[Check], dict[str, Any] | None]:
+    """The checks that need the password, sent only through a client pinned to `certificate`:
+    the password itself, the versions and the disk space here."""
+    client = PeerClient(address, certificate, port, timeout=10)
     try:
         client.login(password)
         info = client.info()
         client.logout()
+    except CertificateMismatch as error:
+        return [Check(CERTIFICATE_CHECK, False, str(error), CERTIFICATE_CHANGED_FIX)], None
     except PeerError as error:
         fix = "Enter the Admin User password of the source system."
         if error.retry_after:
             fix = f"Wait {error.retry_after} seconds, then try again with the right password."
-        checks.append(Check(PASSWORD_CHECK, False, str(error), fix))
-        return Preflight(checks, pem, fingerprint)
-    checks.append(Check(PASSWORD_CHECK, True, "accepted by the source"))
+        elif isinstance(error, (BadAnswer, PeerUnreachable)):
+            fix = error.fix
+        return [Check(PASSWORD_CHECK, False, str(error), fix)], None
+    checks = [Check(PASSWORD_CHECK, True, "accepted by the source")]
     checks.append(version_check(info))
     checks.extend(disk_check(info))
-    return Preflight(checks, pem, fingerprint, info)
+    return checks, info
+
+
+def preflight(
+    address: str,
+    password: str,
+    *,
+    fingerprint: str,
+    port: int = 443,
+    ports: Iterable[int] | None = None,
+) -> Preflight:
+    """Every check, in the order that keeps the password safe: reach the source, compare its
+    certificate with the fingerprint the administrator confirmed, and only then log in."""
+    reached = preflight_reach(address, port=port, ports=ports)
+    if not reached.reached:
+        return reached
+    if fingerprint_normalise(reached.fingerprint) != fingerprint_normalise(fingerprint):
+        checks = [*reached.checks, certificate_changed(reached.fingerprint, fingerprint)]
+        return Preflight(checks, reached.certificate, reached.fingerprint)
+    login_checks, info = preflight_login(address, reached.certificate, password, port=port)
+    return Preflight(
+        [*reached.checks, *login_checks], reached.certificate, reached.fingerprint, info
+    )
+
+
+def fingerprint_normalise(text: str) -> str:
+    """A SHA-256 fingerprint as 64 upper-case hex digits, however it was written."""
+    text = text.strip()
+    if "=" in text:  # as `openssl x509 -noout -fingerprint -sha256` prints it
+        text = text.split("=", 1)[1]
+    return re.sub(r"[^0-9A-Fa-f]", "", text).upper()

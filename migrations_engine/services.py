@@ -5,7 +5,6 @@ Used by the wizard and by `manage.py migrate_from`, so both prepare runs the sam
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
 from typing import Any
 
@@ -17,20 +16,21 @@ from migrations_engine.executor import RunRefused, run_abandon, run_plan, run_st
 from migrations_engine.models import MigrationRun, RunStatus
 from migrations_engine.peer_client import PeerClient, certificate_fingerprint, fetch_certificate
 from migrations_engine.plan import licence_migration_refusal
-from migrations_engine.preflight import PASSWORD_CHECK, preflight, source_address_check
+from migrations_engine.preflight import (
+    PASSWORD_CHECK,
+    Check,
+    certificate_changed,
+    fingerprint_normalise,
+    password_pending,
+    preflight_login,
+    preflight_reach,
+    source_address_check,
+)
 from migrations_engine.secrets import SecretMissing, secret_forget, secret_get, secret_put
 
 
 class PreparationError(Exception):
     """The run cannot be prepared as asked; the message says why and what to do."""
-
-
-def fingerprint_normalise(text: str) -> str:
-    """A SHA-256 fingerprint as 64 upper-case hex digits, however it was written."""
-    text = text.strip()
-    if "=" in text:  # as `openssl x509 -noout -fingerprint -sha256` prints it
-        text = text.split("=", 1)[1]
-    return re.sub(r"[^0-9A-Fa-f]", "", text).upper()
 
 
 def run_prepare(
@@ -99,8 +99,11 @@ def draft_source_check(
 ) -> MigrationRun:
     """Check the source named on the Source step and keep what was found in the (new) draft.
 
-    AddressRefused when the address cannot be a source; PreparationError when no password is
-    known. The password is kept encrypted for the run unless the source refused it.
+    The password is kept encrypted for the run, and sent to the source only once its
+    certificate's fingerprint is confirmed (`draft_fingerprint_confirm`), through a client
+    pinned to that certificate. A certificate other than the confirmed one stops the checks
+    before the password goes out. AddressRefused when the address cannot be a source;
+    PreparationError when no password is known.
     """
     address = source_address_check(address)
     if run is not None and run.status != RunStatus.DRAFT:
@@ -109,27 +112,68 @@ def draft_source_check(
         password = _known_password(run)
     if not password:
         raise PreparationError("Enter the Admin User password of the source system.")
-    found = preflight(
+    reached = preflight_reach(
         address,
-        password,
         port=settings.MIGRATION_SOURCE_HTTPS_PORT,
         ports=settings.MIGRATION_SOURCE_PORTS,
     )
     if run is None:
         run = MigrationRun(created_by_id=user_id)
-    if run.source_address != address or run.source_fingerprint != found.fingerprint:
+    if run.source_address != address:
         run.fingerprint_confirmed = False
         run.options_chosen = False
     run.source_address = address
     run.source_port = settings.MIGRATION_SOURCE_HTTPS_PORT
-    run.source_certificate = found.certificate
-    run.source_fingerprint = found.fingerprint
-    run.source_info = found.source_info or {}
     run.current_info = _current_info()
-    run.checks = [asdict(check) for check in found.checks]
+    if run.fingerprint_confirmed and reached.reached:
+        if reached.fingerprint != run.source_fingerprint:
+            changed = certificate_changed(reached.fingerprint, run.source_fingerprint)
+            return _checks_keep(run, [*reached.checks, changed], password)
+        login_checks, info = preflight_login(
+            address, run.source_certificate, password, port=run.source_port
+        )
+        return _checks_keep(run, [*reached.checks, *login_checks], password, info)
+    run.fingerprint_confirmed = False
+    run.source_certificate = reached.certificate
+    run.source_fingerprint = reached.fingerprint
+    run.source_info = {}
+    return _checks_keep(run, [*reached.checks, password_pending()], password)
+
+
+def draft_fingerprint_confirm(run: MigrationRun) -> MigrationRun:
+    """The administrator compared the certificate's fingerprint and it matches: now the
+    password goes to the source, through a client pinned to that certificate."""
+    if run.status != RunStatus.DRAFT:
+        raise PreparationError("This migration has started; its preparation cannot change.")
+    if not run.source_certificate:
+        raise PreparationError("The source has not presented a certificate yet: Re-check.")
+    if run.certificate_changed:
+        raise PreparationError("The source's certificate changed: start again.")
+    password = _known_password(run)
+    if not password:
+        raise PreparationError("Enter the Admin User password of the source system again.")
+    run.fingerprint_confirmed = True
+    reached = [Check(**check) for check in run.checks if check["name"] != PASSWORD_CHECK]
+    login_checks, info = preflight_login(
+        run.source_address, run.source_certificate, password, port=run.source_port
+    )
+    return _checks_keep(run, [*reached, *login_checks], password, info)
+
+
+def _checks_keep(
+    run: MigrationRun,
+    checks: list[Check],
+    password: str,
+    info: dict[str, Any] | None = None,
+) -> MigrationRun:
+    """Save the checks (and the source's info when the login gave it) in the draft; the
+    password is kept unless the source refused it."""
+    run.checks = [asdict(check) for check in checks]
     run.checked_at = timezone.now()
+    if info is not None:
+        run.source_info = info
     run.save()
-    if any(check.name == PASSWORD_CHECK and not check.ok for check in found.checks):
+    if any(check.name == PASSWORD_CHECK and check.refused_password for check in checks):
         secret_forget(run, "admin_password")
     else:
         secret_put(run, "admin_password", password)
@@ -151,13 +195,6 @@ def _current_info() -> dict[str, Any]:
         "ip_address": node.ip_address,
         "licence_state": node_services.licence_get().state,
     }
-
-
-def draft_fingerprint_confirm(run: MigrationRun) -> None:
-    """The administrator compared the source's certificate fingerprint and it matches."""
-    _require_draft(run, checks=True)
-    run.fingerprint_confirmed = True
-    run.save(update_fields=["fingerprint_confirmed"])
 
 
 def licence_refusal(source_info: dict[str, Any]) -> str:

@@ -26,8 +26,9 @@ class SourceForm(forms.Form):
     )
 
 
-class SourceInfoForm(forms.Form):
-    """Step 3: the administrator confirms the source's certificate fingerprint."""
+class FingerprintForm(forms.Form):
+    """Step 2, before the password goes out: the administrator confirms the source's
+    certificate fingerprint."""
 
     fingerprint_matches = forms.BooleanField(
         label="The fingerprint above matches the one shown on the source's console",

@@ -41,10 +41,8 @@ def furthest_step(run: MigrationRun | None) -> str:
         return "result"
     if run.status != RunStatus.DRAFT:
         return "execution"
-    if not run.checks_passed:
+    if not run.checks_passed or not run.fingerprint_confirmed:
         return "source"
-    if not run.fingerprint_confirmed:
-        return "source_info"
     if not run.options_chosen:
         return "options"
     return "confirmation"

@@ -32,7 +32,7 @@ from migrations_engine.services import (
     run_close,
     wizard_run,
 )
-from wizard.forms import ConfirmationForm, OptionsForm, SourceForm, SourceInfoForm
+from wizard.forms import ConfirmationForm, FingerprintForm, OptionsForm, SourceForm
 from wizard.progress import poll_pass_give, poll_pass_take_back, progress_context
 from wizard.steps import STEP_BY_NAME, STEPS, furthest_step, step_allowed
 
@@ -97,7 +97,11 @@ def welcome(request: HttpRequest, run: MigrationRun | None) -> HttpResponse:
 
 @wizard_step("source")
 def source(request: HttpRequest, run: MigrationRun | None) -> HttpResponse:
-    """Step 2: the source's address and password, and the pre-flight checks."""
+    """Step 2: the source's address and password, and the pre-flight checks.
+
+    The checks that need no password run first; the certificate's fingerprint is confirmed
+    here (`source_confirm`), and only then does the password go to the source.
+    """
     initial = {"address": run.source_address} if run else {}
     form = SourceForm(posted(request), initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -113,21 +117,37 @@ def source(request: HttpRequest, run: MigrationRun | None) -> HttpResponse:
             form.add_error("address", str(error))
         except PreparationError as error:
             form.add_error("password", str(error))
-    return page(request, "source", run, form=form)
+    return page(request, "source", run, form=form, fingerprint_form=FingerprintForm())
+
+
+@require_POST
+@wizard_step("source")
+def source_confirm(request: HttpRequest, run: MigrationRun | None) -> HttpResponse:
+    """The fingerprint matches the source's console: send the password and finish the checks."""
+    fingerprint_form = FingerprintForm(request.POST)
+    if run is not None and fingerprint_form.is_valid():
+        try:
+            draft_fingerprint_confirm(run)
+            return redirect("wizard:source")
+        except PreparationError as error:
+            fingerprint_form.add_error(None, str(error))
+    form = SourceForm(initial={"address": run.source_address if run else ""})
+    return page(request, "source", run, form=form, fingerprint_form=fingerprint_form)
+
+
+@require_POST
+@wizard_step("source")
+def source_start_again(request: HttpRequest, run: MigrationRun | None) -> HttpResponse:
+    """Give up this source's draft (its certificate changed, say) and name the source anew."""
+    if run is not None:
+        run_close(run)
+    return redirect("wizard:source")
 
 
 @wizard_step("source_info")
 def source_info(request: HttpRequest, run: MigrationRun) -> HttpResponse:
-    """Step 3: who the source is, its certificate to confirm, HA or standalone."""
-    form = SourceInfoForm(
-        posted(request), initial={"fingerprint_matches": run.fingerprint_confirmed}
-    )
-    if request.method == "POST" and form.is_valid():
-        draft_fingerprint_confirm(run)
-        return redirect("wizard:options")
-    return page(
-        request, "source_info", run, form=form, info=run.source_info, advice=dns_advice_before(run)
-    )
+    """Step 3: who the source is (read after its confirmed certificate took the password)."""
+    return page(request, "source_info", run, info=run.source_info, advice=dns_advice_before(run))
 
 
 @wizard_step("options")

@@ -17,10 +17,12 @@ from playwright.sync_api import Page, Request, expect
 from devtools.sshd import SSHServer
 from migrations_engine.peer_client import certificate_fingerprint
 from tests.browser.conftest import DEMO, Screenshots, Staff
+from tests.stranger import Stranger
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CONGRATULATIONS = "Congratulations! Migration was successfully completed"
 SOURCE = DEMO.source_address
+STRANGER = "127.0.0.34"
 CURRENT_DIR = DEMO.directory / "current"
 
 
@@ -31,14 +33,20 @@ def check_source(page: Page, password: str, button: str = "Check the source") ->
     page.get_by_role("button", name=button).click()
 
 
+def confirm_fingerprint(page: Page) -> None:
+    """Tick that the certificate's fingerprint matches, and let the password go out."""
+    page.get_by_label(re.compile("fingerprint above matches")).check()
+    page.get_by_role("button", name="Confirm and check the password").click()
+
+
 def prepare_until_options(page: Page, demo: dict[str, str]) -> None:
-    """Welcome, Source (checks pass) and Source Info (fingerprint confirmed)."""
+    """Welcome, Source (fingerprint confirmed, checks pass) and Source Info."""
     page.get_by_role("link", name="Next").click()
     check_source(page, demo["SOURCE_ADMIN_PASSWORD"])
+    confirm_fingerprint(page)
     expect(page.get_by_text("Every check passed.")).to_be_visible()
     page.get_by_role("link", name="Next").click()
-    page.get_by_label(re.compile("fingerprint above matches")).check()
-    page.get_by_role("button", name="Next").click()
+    page.get_by_role("link", name="Next").click()
     expect(page.get_by_role("heading", name="Step 4: Options")).to_be_visible()
 
 
@@ -84,6 +92,15 @@ def test_standalone_migration_through_every_step(
     page.get_by_role("link", name="Next").click()
 
     check_source(page, fresh["SOURCE_ADMIN_PASSWORD"])
+    expect(page.locator("code.fingerprint")).to_have_text(source_fingerprint(fresh))
+    expect(page.locator("table.checks tr").filter(has_text="Admin User password")).to_contain_text(
+        "not sent yet"
+    )
+    shot(page, "source-fingerprint")
+    confirm = page.get_by_label(re.compile("fingerprint above matches"))
+    page.get_by_role("button", name="Confirm and check the password").click()  # not ticked
+    assert confirm.evaluate("box => box.validity.valueMissing")
+    confirm_fingerprint(page)
     expect(page.get_by_text("Every check passed.")).to_be_visible()
     checks = page.locator("table.checks tbody tr")
     expect(checks).to_have_count(9)
@@ -96,12 +113,7 @@ def test_standalone_migration_through_every_step(
     expect(page.locator(".facts")).to_contain_text("appliance-old")
     expect(page.locator("code.fingerprint")).to_have_text(source_fingerprint(fresh))
     shot(page, "source-info")
-    confirm = page.get_by_label(re.compile("fingerprint above matches"))
-    page.get_by_role("button", name="Next").click()  # not confirmed: the browser asks for it
-    expect(page).to_have_url(re.compile(r"/wizard/source-info/$"))
-    assert confirm.evaluate("box => box.validity.valueMissing")
-    confirm.check()
-    page.get_by_role("button", name="Next").click()
+    page.get_by_role("link", name="Next").click()
 
     page.get_by_label("Copy User Traffic Logs").check()
     page.get_by_role("button", name="Next").click()
@@ -222,6 +234,7 @@ def test_ha_source_with_every_option_through_the_reboot(
     page = staff.window()
     page.get_by_role("link", name="Next").click()
     check_source(page, fresh["SOURCE_ADMIN_PASSWORD"])
+    confirm_fingerprint(page)
     page.get_by_role("link", name="Next").click()
     expect(page.get_by_role("heading", name="The system is in high availability")).to_be_visible()
     advice = page.get_by_role("note")
@@ -233,8 +246,7 @@ def test_ha_source_with_every_option_through_the_reboot(
         f"The IP address {SOURCE} is no longer defined for the domain {balancing}."
     )
     shot(page, "source-info-ha")
-    page.get_by_label(re.compile("fingerprint above matches")).check()
-    page.get_by_role("button", name="Next").click()
+    page.get_by_role("link", name="Next").click()
     for option in ("Swap Configuration", "Migrate License", "Copy User Traffic Logs"):
         page.get_by_label(option).check()
     shot(page, "options-ha")
@@ -290,6 +302,7 @@ def test_a_wrong_password_is_refused_then_locked_out(
     page = staff.window("/wizard/source/")
     try:
         check_source(page, "not the password")
+        confirm_fingerprint(page)
         row = page.locator("table.checks tr").filter(has_text="Admin User password")
         expect(row).to_contain_text("Failed")
         expect(row).to_contain_text("password is wrong")
@@ -309,6 +322,29 @@ def test_a_wrong_password_is_refused_then_locked_out(
         )
 
 
+def test_a_stranger_with_an_unconfirmed_certificate_never_receives_the_password(
+    staff: Staff, shot: Screenshots, fresh: dict[str, str], tmp_path: Path
+) -> None:
+    stranger = Stranger(tmp_path, STRANGER, 8443, [8080, 3306, 2222])
+    secret = "typed-into-the-source-step-7Q"
+    try:
+        page = staff.window("/wizard/")
+        page.get_by_role("link", name="Next").click()
+        page.get_by_label("IP Address of the Source System").fill(STRANGER)
+        page.get_by_label("Admin User Password").fill(secret)
+        page.get_by_role("button", name="Check the source").click()
+        expect(page.locator("code.fingerprint")).to_have_text(stranger.fingerprint)
+        expect(page.get_by_role("link", name="Next")).to_have_count(0)
+        page.get_by_label("Admin User Password").fill("")
+        page.get_by_role("button", name="Re-check").click()
+        expect(page.locator("code.fingerprint")).to_have_text(stranger.fingerprint)
+        shot(page, "stranger-unconfirmed")
+        assert stranger.connections >= 8  # both checks reached every port and the TLS server
+        assert secret.encode() not in stranger.received
+    finally:
+        stranger.stop()
+
+
 def test_a_closed_port_is_reported_with_its_fix_and_re_check_passes_once_open(
     staff: Staff, shot: Screenshots, fresh: dict[str, str]
 ) -> None:
@@ -318,6 +354,7 @@ def test_a_closed_port_is_reported_with_its_fix_and_re_check_passes_once_open(
         page = staff.window("/wizard/source/")
         started = time.monotonic()
         check_source(page, fresh["SOURCE_ADMIN_PASSWORD"])
+        confirm_fingerprint(page)
         row = page.locator("table.checks tr").filter(has_text="Port 2222")
         expect(row).to_contain_text("connection refused")
         expect(row).to_contain_text(f"Open TCP port 2222 from this system to {SOURCE}")

@@ -431,13 +431,19 @@ def test_a_lost_queue_does_not_lose_the_run_and_holds_no_secret(
 
 def test_preflight_finds_what_is_wrong_and_what_is_right(fresh: dict[str, str]) -> None:
     ports = [8080, 8443, 3306, 2222]
-    wrong = preflight(SOURCE, "not-the-password", port=8443, ports=ports)
+    pem = Path(fresh["SOURCE_CERTIFICATE"]).read_text()
+    confirmed = certificate_fingerprint(pem)
+    wrong = preflight(SOURCE, "not-the-password", fingerprint=confirmed, port=8443, ports=ports)
     assert [check.ok for check in wrong.checks] == [True] * 5 + [False]
     assert wrong.checks[-1].detail == "The Admin User password is wrong."
-    right = preflight(SOURCE, fresh["SOURCE_ADMIN_PASSWORD"], port=8443, ports=ports)
+    impostor = preflight(SOURCE, "not-the-password", fingerprint="AB" * 32, port=8443, ports=ports)
+    assert impostor.checks[-1].name == "Certificate as confirmed"
+    assert "the password was not sent" in impostor.checks[-1].detail
+    right = preflight(
+        SOURCE, fresh["SOURCE_ADMIN_PASSWORD"], fingerprint=confirmed, port=8443, ports=ports
+    )
     assert right.ok, right.checks
-    pem = Path(fresh["SOURCE_CERTIFICATE"]).read_text()
-    assert right.fingerprint == certificate_fingerprint(pem)
+    assert right.fingerprint == confirmed
     assert right.source_info is not None
     assert right.source_info["host_name"] == "appliance-old"
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 
 from appliance.models import Licence, LicenceState, Node
-from migrations_engine import peer_client, services
+from migrations_engine import peer_client, preflight, services
 from migrations_engine.models import (
     MigrationRun,
     OperationState,
@@ -41,7 +41,7 @@ from wizard.views import FRESH_SECONDS
 pytestmark = pytest.mark.django_db
 
 LOGIN = "/accounts/login/"
-POST_ONLY = {"close", "resume", "abandon", "start_over"}
+POST_ONLY = {"close", "resume", "abandon", "start_over", "source_confirm", "source_start_again"}
 """Wizard URLs that only take POST (a GET is answered 405 before any login check)."""
 
 PASSED_CHECKS = [
@@ -95,7 +95,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         attempts.append(repr(args))
         raise AssertionError("a wizard test tried to reach the network")
 
-    monkeypatch.setattr(services, "preflight", refuse)
+    monkeypatch.setattr(services, "preflight_reach", refuse)
+    monkeypatch.setattr(services, "preflight_login", refuse)
     monkeypatch.setattr(services, "fetch_certificate", refuse)
     monkeypatch.setattr(peer_client.PeerClient, "request", refuse)
     monkeypatch.setattr(peer_client.PinnedHTTPSConnection, "connect", refuse)
@@ -333,6 +334,95 @@ def test_the_source_step_shows_the_failed_checks_and_what_to_do(staff_client: Cl
     assert 'href="/wizard/source-info/"' not in page
 
 
+class FakeSource:
+    """A source as the pre-flight checks see it: the certificate it presents, and every
+    password sent to it with the certificate the client was pinned to."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.certificate = "PEM-ONE"
+        self.fingerprint = "AA:11"
+        self.received: list[tuple[str, str]] = []
+        monkeypatch.setattr(services, "preflight_reach", self.reach)
+        monkeypatch.setattr(services, "preflight_login", self.login)
+
+    def reach(self, address: str, **_: Any) -> preflight.Preflight:
+        checks = [preflight.Check("TLS handshake", True, f"certificate SHA-256 {self.fingerprint}")]
+        return preflight.Preflight(checks, self.certificate, self.fingerprint)
+
+    def login(
+        self, address: str, certificate: str, password: str, **_: Any
+    ) -> tuple[list[preflight.Check], dict[str, Any]]:
+        self.received.append((certificate, password))
+        return [preflight.Check("Admin User password", True, "accepted")], STANDALONE_INFO
+
+
+@pytest.fixture
+def fake_source(monkeypatch: pytest.MonkeyPatch) -> FakeSource:
+    return FakeSource(monkeypatch)
+
+
+def test_the_password_goes_out_only_after_the_fingerprint_is_confirmed(
+    staff_client: Client, fake_source: FakeSource
+) -> None:
+    staff_client.post("/wizard/source/", {"address": "192.0.2.10", "password": "s3cret"})
+    assert fake_source.received == []
+    page = page_text(staff_client.get("/wizard/source/"))
+    assert "Confirm the source's certificate" in page
+    assert "AA:11" in page
+    assert "not sent yet" in page
+    assert staff_client.get("/wizard/source-info/")["Location"] == "/wizard/source/"
+
+    response = staff_client.post("/wizard/source/confirm/", {})
+    assert "Confirm that the fingerprint matches before the password is sent." in page_text(
+        response
+    )
+    assert fake_source.received == []
+
+    response = staff_client.post("/wizard/source/confirm/", {"fingerprint_matches": "on"})
+    assert response["Location"] == "/wizard/source/"
+    assert fake_source.received == [("PEM-ONE", "s3cret")]
+    run = MigrationRun.objects.get()
+    assert run.fingerprint_confirmed and run.checks_passed
+    assert run.source_info["host_name"] == "gw1"
+    assert 'href="/wizard/source-info/"' in page_text(staff_client.get("/wizard/source/"))
+
+
+def test_a_recheck_sends_the_password_through_the_confirmed_certificate_only(
+    staff_client: Client, fake_source: FakeSource
+) -> None:
+    staff_client.post("/wizard/source/", {"address": "192.0.2.10", "password": "s3cret"})
+    staff_client.post("/wizard/source/confirm/", {"fingerprint_matches": "on"})
+    staff_client.post("/wizard/source/", {"address": "192.0.2.10", "password": ""})
+    assert fake_source.received == [("PEM-ONE", "s3cret"), ("PEM-ONE", "s3cret")]
+
+
+def test_a_certificate_changed_after_confirmation_stops_before_the_password(
+    staff_client: Client, fake_source: FakeSource
+) -> None:
+    staff_client.post("/wizard/source/", {"address": "192.0.2.10", "password": "s3cret"})
+    staff_client.post("/wizard/source/confirm/", {"fingerprint_matches": "on"})
+    fake_source.certificate, fake_source.fingerprint = "PEM-IMPOSTOR", "BB:22"
+    staff_client.post("/wizard/source/", {"address": "192.0.2.10", "password": "s3cret"})
+    assert fake_source.received == [("PEM-ONE", "s3cret")]
+    page = page_text(staff_client.get("/wizard/source/"))
+    assert "Warning: the source's certificate has changed" in page
+    assert "BB:22" in page
+    run = MigrationRun.objects.get()
+    assert not run.checks_passed
+    assert run.source_fingerprint == "AA:11"
+    for step in ("source-info", "options", "confirmation"):
+        assert staff_client.get(f"/wizard/{step}/")["Location"] == "/wizard/source/"
+    response = staff_client.post("/wizard/source/confirm/", {"fingerprint_matches": "on"})
+    assert "Warning: the source's certificate has changed" in page_text(response)
+    assert fake_source.received == [("PEM-ONE", "s3cret")]
+
+    staff_client.post("/wizard/source/start-again/")
+    assert wizard_run() is None
+    staff_client.post("/wizard/source/", {"address": "192.0.2.10", "password": "s3cret"})
+    assert "BB:22" in page_text(staff_client.get("/wizard/source/"))
+    assert fake_source.received == [("PEM-ONE", "s3cret")]
+
+
 # 3. Which step a run allows
 
 
@@ -349,12 +439,12 @@ def test_without_a_run_the_wizard_opens_on_welcome(staff_client: Client) -> None
     assert staff_client.get("/wizard/source/").status_code == 200
 
 
-def test_an_unconfirmed_fingerprint_keeps_the_wizard_on_source_info(staff_client: Client) -> None:
+def test_an_unconfirmed_fingerprint_keeps_the_wizard_on_source(staff_client: Client) -> None:
     draft()
-    for step in ("options", "confirmation", "execution", "result"):
+    for step in ("source-info", "options", "confirmation", "execution", "result"):
         response = staff_client.get(f"/wizard/{step}/")
-        assert response["Location"] == "/wizard/source-info/", step
-    assert staff_client.get("/wizard/")["Location"] == "/wizard/source-info/"
+        assert response["Location"] == "/wizard/source/", step
+    assert staff_client.get("/wizard/")["Location"] == "/wizard/source/"
     assert staff_client.get("/wizard/source/").status_code == 200
 
 
@@ -388,7 +478,7 @@ def test_a_succeeded_run_shows_result_and_execution_only(staff_client: Client) -
 def test_source_info_of_an_ha_master_gives_the_dns_advice_with_real_names(
     staff_client: Client,
 ) -> None:
-    draft(source_info=HA_INFO)
+    draft(source_info=HA_INFO, fingerprint_confirmed=True)
     response = staff_client.get("/wizard/source-info/")
     assert response.status_code == 200
     page = page_text(response)
@@ -407,7 +497,7 @@ def test_source_info_of_an_ha_master_gives_the_dns_advice_with_real_names(
 
 
 def test_source_info_of_a_standalone_source_says_so(staff_client: Client) -> None:
-    draft()
+    draft(fingerprint_confirmed=True)
     page = page_text(staff_client.get("/wizard/source-info/"))
     assert "The system is a standalone type." in page
     assert "high availability" not in page
@@ -416,25 +506,14 @@ def test_source_info_of_a_standalone_source_says_so(staff_client: Client) -> Non
     assert "3 files, 1.5 MB" in page
 
 
-def test_source_info_needs_the_fingerprint_ticked(staff_client: Client) -> None:
-    run = draft()
-    response = staff_client.post("/wizard/source-info/", {"csrfmiddlewaretoken": "as a browser"})
-    assert response.status_code == 200
-    assert "Confirm that the fingerprint matches before you go on." in page_text(response)
-    run.refresh_from_db()
-    assert not run.fingerprint_confirmed
-
-
-def test_ticking_the_fingerprint_moves_on_to_options(staff_client: Client) -> None:
-    run = draft()
-    response = staff_client.post("/wizard/source-info/", {"fingerprint_matches": "on"})
-    assert response.status_code == 302
-    assert response["Location"] == "/wizard/options/"
-    run.refresh_from_db()
-    assert run.fingerprint_confirmed
-    assert staff_client.get("/wizard/options/").status_code == 200
+def test_source_info_shows_the_confirmed_fingerprint_and_leads_to_options(
+    staff_client: Client,
+) -> None:
+    draft(fingerprint_confirmed=True)
     page = page_text(staff_client.get("/wizard/source-info/"))
-    assert is_checked(input_tag(page, "fingerprint_matches"))
+    assert "Certificate fingerprint (SHA-256), confirmed" in page
+    assert 'href="/wizard/options/"' in page
+    assert staff_client.get("/wizard/options/").status_code == 200
 
 
 # 5. Options

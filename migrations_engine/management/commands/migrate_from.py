@@ -145,7 +145,13 @@ class Command(BaseCommand):
         ports = [80, options["port"], 3306, 22]
         if options["check_ports"]:
             ports = [int(port) for port in options["check_ports"].split(",")]
-        checks = preflight(address, password, port=options["port"], ports=ports).checks
+        checks = preflight(
+            address,
+            password,
+            fingerprint=options["confirm_fingerprint"],
+            port=options["port"],
+            ports=ports,
+        ).checks
         for check in checks:
             self.stdout.write(f"  [{'ok' if check.ok else 'FAILED'}] {check.name}: {check.detail}")
         failed = [check for check in checks if not check.ok]
