@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The developer commands (type checks, migrations, tests) load the settings as the demo does;
+# `checks` sets APPLIANCE_DEMO=0 for the deployment checks.
+export APPLIANCE_DEMO ?= 1
 
 .PHONY: demo test lint typecheck checks pytest bench clean
 

@@ -29,7 +29,7 @@ from appliance import SOFTWARE_VERSION
 from appliance.models import Licence, Node, Setting
 from appliance.routers import DATA_DB_ALIAS
 from appliance.services import certificate_path, data_size_bytes, private_key_path
-from config.env import MySQLURL
+from config.env import MySQLURL, quote_name
 
 DATA_PART = "data.sql.gz"
 STATE_PART = "state.json.gz"
@@ -231,7 +231,7 @@ def data_checksums() -> dict[str, int | None]:
         tables = [name for (name,) in cursor.fetchall()]
         if not tables:
             return {}
-        cursor.execute("CHECKSUM TABLE " + ", ".join(f"`{name}`" for name in tables))
+        cursor.execute("CHECKSUM TABLE " + ", ".join(quote_name(name) for name in tables))
         return {str(name).split(".", 1)[1]: value for name, value in cursor.fetchall()}
 
 
@@ -315,9 +315,10 @@ def _data_objects_drop() -> None:
         routines = cursor.fetchall()
         cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
         for name, kind in objects:
-            cursor.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS `{name}`")
+            dropped = "VIEW" if kind == "VIEW" else "TABLE"
+            cursor.execute(f"DROP {dropped} IF EXISTS {quote_name(name)}")
         for name, kind in routines:
-            cursor.execute(f"DROP {kind} IF EXISTS `{name}`")
+            cursor.execute(f"DROP {kind} IF EXISTS {quote_name(name)}")
         cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
 
 

@@ -136,10 +136,12 @@ class PeerToken(models.Model):
 
 
 class PeerAuthFailures(models.Model):
-    """Consecutive failed peer-API logins from one address, and the lockout they caused."""
+    """Peer-API logins from one address since its last success or lockout (each counted before
+    its password is checked), its lockouts in a row, and until when the current one lasts."""
 
     client_address = models.GenericIPAddressField(unique=True)
     failures = models.PositiveIntegerField(default=0)
+    lockouts = models.PositiveIntegerField(default=0)
     locked_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

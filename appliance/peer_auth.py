@@ -1,7 +1,10 @@
 """Logging in to the peer API: the admin password buys a short-lived bearer token.
 
-Failed attempts from an address are slowed down, and after too many in a row the address is
-locked out for a while. Tokens are random; only their SHA-256 is stored.
+Every attempt from an address is counted before its password is checked, so parallel guesses
+each count: at most PEER_AUTH_MAX_FAILURES of them are checked before the address is locked out.
+Wrong passwords are slowed down; each lockout in a row lasts twice the one before (up to
+PEER_AUTH_LOCKOUT_MAX), and a right password starts the address over. Tokens are random; only
+their SHA-256 is stored.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import authenticate
 from django.db import transaction
 from django.utils import timezone
 
+from appliance.auth import admin_password_check
 from appliance.models import PeerAuthFailures, PeerToken
+
+MAX_DOUBLINGS = 32
+"""Past this many lockouts in a row the wait stops doubling (it is at its limit long before)."""
 
 
 @dataclass(frozen=True)
@@ -54,29 +60,53 @@ def _lockout_message(seconds: int) -> str:
 
 def peer_login(*, password: str, client_address: str) -> LoginResult:
     """Check the Admin User password; return a token, or the reason and any wait."""
-    record, _ = PeerAuthFailures.objects.get_or_create(client_address=client_address)
-    if record.locked_until and record.locked_until > timezone.now():
-        seconds = _seconds_left(record.locked_until)
-        return LoginResult(error=_lockout_message(seconds), retry_after=seconds)
-    user = authenticate(username=settings.APPLIANCE_ADMIN_USER, password=password)
-    if user is None or not user.is_active:
-        return _login_failed(client_address)
+    wait, attempts = _attempt_count(client_address)
+    if wait:
+        return LoginResult(error=_lockout_message(wait), retry_after=wait)
+    if not admin_password_check(password):
+        time.sleep(min(settings.PEER_AUTH_DELAY * attempts, 5.0))
+        return LoginResult(error="The Admin User password is wrong.")
     PeerAuthFailures.objects.filter(client_address=client_address).update(
-        failures=0, locked_until=None
+        failures=0, lockouts=0, locked_until=None
     )
     return _token_issue(client_address)
 
 
-def _login_failed(client_address: str) -> LoginResult:
+def _attempt_count(client_address: str) -> tuple[int, int]:
+    """Count an attempt from the address before its password is checked.
+
+    Returns the seconds it must wait instead (0: check it) and how many attempts in a row this
+    is. The attempt that reaches PEER_AUTH_MAX_FAILURES is still checked; it locks the address.
+    """
+    PeerAuthFailures.objects.bulk_create(
+        [PeerAuthFailures(client_address=client_address)], ignore_conflicts=True
+    )
     with transaction.atomic():
         record = PeerAuthFailures.objects.select_for_update().get(client_address=client_address)
+        now = timezone.now()
+        if record.locked_until and record.locked_until > now:
+            return _seconds_left(record.locked_until), record.failures
+        if record.locked_until and now - record.locked_until > _longest_lockout():
+            record.lockouts = 0
         record.failures += 1
+        attempts = record.failures
         if record.failures >= settings.PEER_AUTH_MAX_FAILURES:
-            record.locked_until = timezone.now() + timedelta(seconds=settings.PEER_AUTH_LOCKOUT)
+            record.lockouts += 1
+            record.locked_until = now + _lockout_length(record.lockouts)
             record.failures = 0
         record.save()
-    time.sleep(min(settings.PEER_AUTH_DELAY * max(record.failures, 1), 5.0))
-    return LoginResult(error="The Admin User password is wrong.")
+    return 0, attempts
+
+
+def _lockout_length(lockouts: int) -> timedelta:
+    """The first lockout lasts PEER_AUTH_LOCKOUT; each one after it twice as long as the last."""
+    doublings = min(lockouts - 1, MAX_DOUBLINGS)
+    seconds = settings.PEER_AUTH_LOCKOUT * 2**doublings
+    return min(timedelta(seconds=seconds), _longest_lockout())
+
+
+def _longest_lockout() -> timedelta:
+    return timedelta(seconds=settings.PEER_AUTH_LOCKOUT_MAX)
 
 
 def _token_issue(client_address: str) -> LoginResult:

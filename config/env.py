@@ -1,4 +1,5 @@
-"""Small readers for settings taken from environment variables.
+"""Small readers for settings taken from environment variables, and the MariaDB helpers that
+every layer shares (addresses, quoted names).
 
 Each reader returns a typed value or raises ImproperlyConfigured with the variable's name and
 what was wrong, so that a bad value stops the process at start-up instead of misbehaving later.
@@ -15,6 +16,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+DEMO_KEY_PREFIX = "demo-only-"
+DEMO_SECRET_KEY = DEMO_KEY_PREFIX + "x" * 50
+"""The secret key of a demo started without one: public, so never accepted outside the demo."""
 
 
 def env_str(name: str, default: str) -> str:
@@ -58,6 +62,26 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+
+
+def env_secret_key(name: str, *, demo: bool) -> str:
+    """Django's secret key: the demo may fall back on its public key, nothing else may use it.
+
+    The messages never show the key itself.
+    """
+    key = env_str(name, "")
+    if demo:
+        return key or DEMO_SECRET_KEY
+    if not key:
+        raise ImproperlyConfigured(
+            f"{name} must be set outside the demo (the demo and the tests set APPLIANCE_DEMO=1)"
+        )
+    if key.startswith(DEMO_KEY_PREFIX):
+        raise ImproperlyConfigured(
+            f"{name} is the demo's secret key, which is public: outside the demo set it to "
+            "a long random value of this system's own"
+        )
+    return key
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -110,6 +134,11 @@ class MySQLURL:
     def redacted(self) -> str:
         """The address with the password left out, safe for logs and messages."""
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def quote_name(name: str) -> str:
+    """An identifier quoted for MariaDB: backticks around it, backticks inside doubled."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def parse_mysql_url(url: str, what: str = "database URL") -> MySQLURL:

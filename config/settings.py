@@ -7,9 +7,8 @@ databases, directories, broker database).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-
-from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
     env_bool,
@@ -17,17 +16,16 @@ from config.env import (
     env_int,
     env_list,
     env_mysql,
+    env_secret_key,
     env_str,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if not env_bool("APPLIANCE_DEMO", True):
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set outside the demo")
-    SECRET_KEY = "demo-only-" + "x" * 50  # replaced by make demo and in production
+# The demo (`make demo`, the tests) says so; anywhere else a node must have its own secret key.
+APPLIANCE_DEMO = env_bool("APPLIANCE_DEMO", False)
+SECRET_KEY = env_secret_key("DJANGO_SECRET_KEY", demo=APPLIANCE_DEMO)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,127.0.0.2,localhost,[::1]")
 
 INSTALLED_APPS = [
@@ -38,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
     "appliance",
     "appliance.data",
     "migrations_engine",
@@ -55,10 +54,12 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "appliance.middleware.MaintenanceMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
-# Behind a front web server (nginx, `manage.py front_config`) that terminates TLS on this node:
-# it says the request came over HTTPS and from which address (it overwrites what clients send).
+# Behind a front web server (nginx, `manage.py front_config`) that terminates TLS on this node
+# and passes requests on over a local socket: it says the request came over HTTPS and from which
+# address (it overwrites what clients send). Only requests that came over that socket are believed.
 APPLIANCE_FRONT_SERVER = env_bool("APPLIANCE_FRONT_SERVER", False)
 if APPLIANCE_FRONT_SERVER:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -102,7 +103,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["appliance.auth.RecentUsersBackend"]
+# Django-axes guards the login page and the admin site: LOGIN_FAILURE_LIMIT failed logins from one
+# address, or to one account, each within LOGIN_LOCKOUT seconds of the one before, lock logins
+# there out. That failure and every attempt in the LOGIN_LOCKOUT seconds after it get the lockout
+# page (an attempt meanwhile starts the wait again); a success starts the count again. The address
+# is the one FrontServerMiddleware settles on. The peer API checks the Admin User password past
+# axes, with its own lockout (appliance/peer_auth.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "appliance.auth.RecentUsersBackend",
+]
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_LOCKOUT = env_int("LOGIN_LOCKOUT", 900, minimum=1)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_LOCKOUT)
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_CLIENT_IP_CALLABLE = "appliance.middleware.client_address"
+AXES_LOCKOUT_CALLABLE = "appliance.auth.lockout_response"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "console"
 LOGOUT_REDIRECT_URL = "login"
@@ -170,6 +189,9 @@ APPLIANCE_ADMIN_USER = env_str("APPLIANCE_ADMIN_USER", "admin")
 PEER_TOKEN_TTL = env_int("PEER_TOKEN_TTL", 900, minimum=30)
 PEER_AUTH_MAX_FAILURES = env_int("PEER_AUTH_MAX_FAILURES", 5, minimum=1)
 PEER_AUTH_LOCKOUT = env_int("PEER_AUTH_LOCKOUT", 300, minimum=1)
+# Each lockout in a row lasts twice the one before, up to this; an address with no lockout for
+# this long starts over.
+PEER_AUTH_LOCKOUT_MAX = env_int("PEER_AUTH_LOCKOUT_MAX", 86400, minimum=1)
 PEER_AUTH_DELAY = env_float("PEER_AUTH_DELAY", 0.5)
 PEER_CREDENTIAL_TTL = env_int("PEER_CREDENTIAL_TTL", 6 * 3600, minimum=60)
 
@@ -233,4 +255,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes: failed logins and lockouts (names and addresses masked), not every step.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

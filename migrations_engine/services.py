@@ -155,7 +155,7 @@ def draft_fingerprint_confirm(run: MigrationRun) -> MigrationRun:
     run.fingerprint_confirmed = True
     reached = [Check(**check) for check in run.checks if check["name"] != PASSWORD_CHECK]
     login_checks, info = preflight_login(
-        run.source_address, run.source_certificate, password, port=run.source_port
+        str(run.source_address), run.source_certificate, password, port=run.source_port
     )
     return _checks_keep(run, [*reached, *login_checks], password, info)
 

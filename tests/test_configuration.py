@@ -45,11 +45,13 @@ def test_mysql_urls() -> None:
         parse_mysql_url("mysql://host")
 
 
-def start_django(**env: str) -> subprocess.CompletedProcess[str]:
+def start_django(**env: str | None) -> subprocess.CompletedProcess[str]:
+    """Set Django up in a new process with these variables (None: not set at all)."""
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **env}
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        env={name: value for name, value in environment.items() if value is not None},
         capture_output=True,
         text=True,
         check=False,
@@ -66,3 +68,27 @@ def test_production_needs_a_secret_key() -> None:
     result = start_django(APPLIANCE_DEMO="0", DJANGO_SECRET_KEY="")
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_the_demo_is_off_unless_it_is_asked_for() -> None:
+    result = start_django(APPLIANCE_DEMO=None, DJANGO_SECRET_KEY=None)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set outside the demo" in result.stderr
+
+
+def test_the_demo_starts_with_its_own_key() -> None:
+    assert start_django(APPLIANCE_DEMO="1", DJANGO_SECRET_KEY=None).returncode == 0
+
+
+@pytest.mark.parametrize("key", ["demo-only-" + "x" * 50, "demo-only-made-up-" + "y" * 40])
+def test_outside_the_demo_the_demo_key_stops_start_up(key: str) -> None:
+    result = start_django(APPLIANCE_DEMO="0", DJANGO_SECRET_KEY=key)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "the demo's secret key" in result.stderr
+    assert key not in result.stderr
+
+
+def test_outside_the_demo_a_real_key_starts() -> None:
+    key = "a-real-key-" + "z" * 50
+    assert start_django(APPLIANCE_DEMO="0", DJANGO_SECRET_KEY=key).returncode == 0
