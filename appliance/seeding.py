@@ -19,6 +19,7 @@ from django.db import connections
 from appliance import services
 from appliance.models import Licence, LicenceState, Node, ServerRole
 from appliance.routers import DATA_DB_ALIAS
+from config.env import quote_name
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def data_reset() -> None:
     with connections[DATA_DB_ALIAS].cursor() as cursor:
         cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
         for table in DATA_TABLES:
-            cursor.execute(f"TRUNCATE TABLE `{table}`")
+            cursor.execute(f"TRUNCATE TABLE {quote_name(table)}")
         cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
 
 

@@ -25,6 +25,7 @@ import pymysql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from config.env import quote_name  # noqa: E402
 from devtools.mariadb import MariaDBServer  # noqa: E402
 
 SOURCE_HOST = "127.0.0.4"
@@ -65,9 +66,9 @@ def table_facts(host: str, database: str) -> dict[str, tuple[int, int]]:
         tables = [row[0] for row in cursor.fetchall()]
         facts = {}
         for table in tables:
-            cursor.execute(f"CHECKSUM TABLE `{table}`")
+            cursor.execute(f"CHECKSUM TABLE {quote_name(table)}")
             checksum = cursor.fetchall()[0][1]
-            cursor.execute(f"SELECT COUNT(*) FROM `{table}`")
+            cursor.execute(f"SELECT COUNT(*) FROM {quote_name(table)}")
             facts[table] = (int(checksum), int(cursor.fetchall()[0][0]))
     return facts
 
