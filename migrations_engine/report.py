@@ -1,4 +1,10 @@
-"""The migration report: what each operation did, per-table rows and checksums, durations."""
+"""The migration report: what each operation did, per-table rows and checksums, durations.
+
+It also lists what the data copy did not create here and why (`objects_not_copied`): the
+source's tables, views, triggers and routines whose definition was refused, and its events,
+which are never copied. A copy operation's result carries them as `result["refused"]`, a list
+of {"kind", "name", "reason"} (see `RefusedObject.as_dict`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,22 @@ from migrations_engine.models import MigrationRun
 
 def _seconds(start: Any, end: Any) -> float | None:
     return round((end - start).total_seconds(), 1) if start and end else None
+
+
+def objects_not_copied(operations: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """What the copy operations did not create here, each with the operation and the reason."""
+    return [
+        {
+            "operation": str(operation["label"]),
+            "kind": str(item.get("kind", "")),
+            "name": str(item.get("name", "")),
+            "reason": str(item.get("reason", "")),
+        }
+        for operation in operations
+        if isinstance(operation["result"], dict)
+        for item in operation["result"].get("refused") or []
+        if isinstance(item, dict)
+    ]
 
 
 def report_build(run: MigrationRun) -> dict[str, Any]:
@@ -55,6 +77,7 @@ def report_build(run: MigrationRun) -> dict[str, Any]:
             "tables": run.tables or "all",
         },
         "operations": operations,
+        "objects_not_copied": objects_not_copied(operations),
         "not_run": skipped,
         "dns_advice": dns_advice_after(run),
         "backup": backup or None,

@@ -16,12 +16,14 @@ from migrations_engine.datacopy.errors import (
     TargetFullError,
     VerificationError,
 )
+from migrations_engine.datacopy.objects import RefusedObject
 from migrations_engine.datacopy.progress import ProgressEvent
 
 __all__ = [
     "CopyError",
     "CopyResult",
     "ProgressEvent",
+    "RefusedObject",
     "SourceUnavailableError",
     "TableResult",
     "TargetFullError",

@@ -4,6 +4,14 @@ It replaces the target database (or only the chosen tables) with the source's: t
 their rows, indexes, AUTO_INCREMENT counters, partitions and generated columns, then foreign
 keys, triggers, views and routines. Chunks are copied by worker processes, verified and
 checkpointed one by one, so a copy that stopped can resume where it was.
+
+Every definition from the source is checked before it runs here (see `schema` and `objects`);
+what fails is not created and is listed in `CopyResult.refused` with the reason, and the rest
+of the copy goes on. Views, triggers and routines get the definer account (MIGRATION_DEFINER)
+as their DEFINER. Events are never copied, and are listed there too.
+
+The target account may be the copier's own (`manage.py migration_accounts`), with rights on
+the data database, its rehearsal copy and the checkpoints only: the copy needs no more.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pymysql
@@ -24,7 +32,12 @@ from config.env import MySQLURL
 from migrations_engine.datacopy import checkpoints, objects
 from migrations_engine.datacopy.checksums import ChunkChecksum
 from migrations_engine.datacopy.chunking import Chunk, plan_chunks
-from migrations_engine.datacopy.errors import CopyError, SourceUnavailableError
+from migrations_engine.datacopy.errors import (
+    CopyError,
+    SourceUnavailableError,
+    UnsafeDefinitionError,
+)
+from migrations_engine.datacopy.objects import ROUTINE_KINDS, RefusedObject
 from migrations_engine.datacopy.progress import ProgressCallback, ProgressTracker
 from migrations_engine.datacopy.schema import (
     TableSchema,
@@ -84,6 +97,9 @@ class CopyResult:
     chunks_total: int
     chunks_copied: int
     resumed: bool
+    refused: list[RefusedObject] = field(default_factory=list)
+    """What was not created here, with the reason: tables, views, triggers and routines whose
+    definition failed a check or that the current system's server refused, and every event."""
 
 
 @dataclass
@@ -94,6 +110,8 @@ class _Plan:
     chunks: list[Chunk]
     full: bool
     prepared: bool = False
+    refused: list[RefusedObject] = field(default_factory=list)
+    """The tables not copied because of their definition."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +119,7 @@ class _Plan:
             "chunks": [chunk.as_json() for chunk in self.chunks],
             "full": self.full,
             "prepared": self.prepared,
+            "refused": [item.as_dict() for item in self.refused],
         }
 
     @classmethod
@@ -110,6 +129,7 @@ class _Plan:
             chunks=[Chunk.from_json(values) for values in data["chunks"]],
             full=bool(data["full"]),
             prepared=bool(data.get("prepared")),
+            refused=[RefusedObject.from_dict(item) for item in data.get("refused", [])],
         )
 
 
@@ -123,13 +143,17 @@ def copy_database(
     workers: int = 2,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     source_wait: float = DEFAULT_SOURCE_WAIT,
+    definer: str | None = None,
 ) -> CopyResult:
     """Replace the target database (or the chosen `tables` in it) with the source's.
 
     With `resume`, an unfinished copy into the same target database continues from its last
-    committed chunk. Raises CopyError (or a subclass) with a message for the administrator.
+    committed chunk. Views, triggers and routines get `definer` (an account such as
+    appliance_definer@localhost; settings.MIGRATION_DEFINER when not given) as their DEFINER.
+    Raises CopyError (or a subclass) with a message for the administrator.
     """
     started = time.monotonic()
+    definer_account = objects.definer_sql(definer or _configured_definer())
     source_control, target_control = _connect_both(source, target)
     try:
         settings = _settings(
@@ -145,13 +169,23 @@ def copy_database(
         tracker.set_phase("objects")
         close_quietly(source_control)  # its server may have gone away while workers waited
         source_control = _reconnect_source(source, source_wait)
-        created = _copy_objects(source_control, target_control, source, target, plan, schemas)
+        created, refused = _copy_objects(
+            source_control, target_control, source, target, plan, schemas, definer_account
+        )
         checkpoints.finish_run(target_control, target.database)
         tracker.set_phase("done")
-        return _result(target_control, source, target, plan, created, copied, resumed, started)
+        result = _result(target_control, source, target, plan, created, copied, resumed, started)
+        return replace(result, refused=plan.refused + refused)
     finally:
         close_quietly(source_control)
         close_quietly(target_control)
+
+
+def _configured_definer() -> str:
+    """The definer account of copied objects, from the settings."""
+    from django.conf import settings
+
+    return str(settings.MIGRATION_DEFINER)
 
 
 def _source_identity(source: MySQLURL) -> str:
@@ -197,23 +231,28 @@ def _connect_both(source: MySQLURL, target: MySQLURL) -> tuple[Connection, Conne
     return source_control, target_control
 
 
-def _allow_packets_as_big_as(target_control: Connection, packet: int, target: MySQLURL) -> None:
+def _allow_packets_as_big_as(target_control: Connection, packet: int, target: MySQLURL) -> str:
     """Raise the target's max_allowed_packet to the source's, so that any value fits.
 
     MariaDB lets a session read this setting but not change it, so it is raised server-wide
     (until the server restarts); new connections, the workers' included, get the new value.
+    An account that may not change it (the copier's own has no SUPER) copies with the setting
+    as it is: only a value larger than it cannot be copied. Returns the advice to give then
+    when a chunk does not arrive intact ('' when the setting is large enough).
     """
     current = int(fetch_one(target_control, "SELECT @@global.max_allowed_packet")[0])
     if current >= packet:
-        return
+        return ""
     try:
         execute(target_control, "SET GLOBAL max_allowed_packet = %s", (packet,))
     except pymysql.MySQLError:
-        raise CopyError(
-            f"The source allows values of up to {packet} bytes but the current system's "
-            f"database server ({target.redacted()}) only {current}; set max_allowed_packet to "
-            f"at least {packet} there (or let this account change it) and try again."
-        ) from None
+        return (
+            f" The current system's database server ({target.redacted()}) allows values of up "
+            f"to {current} bytes, the source's up to {packet}, and the copy's account may not "
+            f"change that: if a value is larger, set max_allowed_packet to at least {packet} "
+            "there and resume the copy."
+        )
+    return ""
 
 
 def _settings(
@@ -226,7 +265,9 @@ def _settings(
 ) -> TransferSettings:
     """Chunk and GROUP_CONCAT sizes that fit the source server's max_allowed_packet."""
     packet = int(fetch_one(source_control, "SELECT @@global.max_allowed_packet")[0])
-    _allow_packets_as_big_as(target_control, packet, target)
+    advice = _allow_packets_as_big_as(target_control, packet, target)
+    if advice:
+        packet = int(fetch_one(target_control, "SELECT @@global.max_allowed_packet")[0])
     concat_limit = max(1 << 20, min(LARGEST_CONCAT, packet - PACKET_MARGIN))
     return TransferSettings(
         source=source,
@@ -234,6 +275,7 @@ def _settings(
         chunk_bytes=max(4096, min(chunk_bytes, concat_limit // 2)),
         concat_limit=concat_limit,
         source_wait=source_wait,
+        packet_advice=advice,
     )
 
 
@@ -259,20 +301,26 @@ def _prepare(
                 f"from {_source_identity(source)}; start the copy again without resuming."
             )
         plan = _Plan.from_json(data)
-        if tables is not None and sorted(plan.tables) != sorted(wanted):
+        asked = sorted(plan.tables + [item.name for item in plan.refused])
+        if tables is not None and asked != sorted(wanted):
             raise CopyError(
                 "The unfinished copy was of other tables; resume it with the same tables or "
                 "start again without resuming."
             )
-        schemas = {name: read_table(source_control, source.database, name) for name in plan.tables}
+        schemas = _read_tables_again(source_control, source.database, plan.tables)
     else:
-        schemas = {name: read_table(source_control, source.database, name) for name in wanted}
+        schemas, refused = _read_tables(source_control, source.database, wanted)
         chunks = [
             chunk
             for schema in sorted(schemas.values(), key=lambda item: -item.estimated_bytes)
             for chunk in plan_chunks(source_control, schema, settings.chunk_bytes)
         ]
-        plan = _Plan(tables=wanted, chunks=chunks, full=tables is None)
+        plan = _Plan(
+            tables=[name for name in wanted if name in schemas],
+            chunks=chunks,
+            full=tables is None,
+            refused=refused,
+        )
         checkpoints.start_run(
             target_control, target.database, _source_identity(source), plan.as_json()
         )
@@ -284,6 +332,34 @@ def _prepare(
         )
     execute(target_control, f"USE {quote_name(target.database)}")
     return plan, schemas, stored is not None
+
+
+def _read_tables(
+    source_control: Connection, database: str, names: list[str]
+) -> tuple[dict[str, TableSchema], list[RefusedObject]]:
+    """The tables' schemas, and the tables whose definition may not run here (not copied)."""
+    schemas: dict[str, TableSchema] = {}
+    refused: list[RefusedObject] = []
+    for name in names:
+        try:
+            schemas[name] = read_table(source_control, database, name)
+        except UnsafeDefinitionError as error:
+            reason = f"{error}; the table and its rows were not copied"
+            refused.append(RefusedObject("table", name, reason))
+    return schemas, refused
+
+
+def _read_tables_again(
+    source_control: Connection, database: str, names: list[str]
+) -> dict[str, TableSchema]:
+    """The schemas of a resumed copy's tables, each still acceptable."""
+    try:
+        return {name: read_table(source_control, database, name) for name in names}
+    except UnsafeDefinitionError as error:
+        raise CopyError(
+            f"A table's definition on the source changed since the copy started and is now "
+            f"refused ({error}); start the copy again without resuming."
+        ) from None
 
 
 def _wanted_tables(
@@ -434,18 +510,25 @@ def _copy_objects(
     target: MySQLURL,
     plan: _Plan,
     schemas: dict[str, TableSchema],
-) -> dict[str, list[str]]:
-    """Foreign keys, then triggers; views and routines too for a full copy."""
+    definer: str,
+) -> tuple[dict[str, list[str]], list[RefusedObject]]:
+    """Foreign keys, then triggers; views and routines too for a full copy.
+
+    Returns the names of what was created and what was not, with the reason (events too).
+    """
     try:
         for table in plan.tables:
             add_foreign_keys(target_control, target.database, schemas[table])
         chosen = None if plan.full else set(plan.tables)
-        triggers = objects.read_triggers(source_control, source.database, chosen)
-        views = objects.read_views(source_control, source.database) if plan.full else []
-        routines = objects.read_routines(source_control, source.database) if plan.full else []
-        for item in triggers + routines:
-            objects.create_object(target_control, item)
-        objects.create_views(target_control, views)
+        items = objects.read_triggers(source_control, source.database, chosen)
+        refused: list[RefusedObject] = []
+        if plan.full:
+            routines, other_routines = objects.read_routines(source_control, source.database)
+            items += routines + objects.read_views(source_control, source.database)
+            refused += other_routines
+        ready = _checked_objects(items, definer, source.database, set(plan.tables), refused)
+        failed = objects.create_objects(target_control, ready)
+        refused += failed + objects.read_events(source_control, source.database)
     except pymysql.MySQLError as error:
         if is_connection_lost(error):
             raise CopyError(
@@ -453,11 +536,34 @@ def _copy_objects(
                 "copied; resume the copy when both servers answer."
             ) from None
         raise CopyError(f"Copying views, triggers or routines failed: {error.args[-1]}") from None
+    not_made = {(item.kind, item.name) for item in failed}
+    created = [item for item in ready if (item.kind.lower(), item.name) not in not_made]
     return {
-        "triggers": [item.name for item in triggers],
-        "views": [item.name for item in views],
-        "routines": [f"{item.kind.lower()} {item.name}" for item in routines],
-    }
+        "triggers": [item.name for item in created if item.kind == "TRIGGER"],
+        "views": [item.name for item in created if item.kind == "VIEW"],
+        "routines": [
+            f"{item.kind.lower()} {item.name}" for item in created if item.kind in ROUTINE_KINDS
+        ],
+    }, refused
+
+
+def _checked_objects(
+    items: list[objects.SchemaObject],
+    definer: str,
+    database: str,
+    tables: set[str],
+    refused: list[RefusedObject],
+) -> list[objects.SchemaObject]:
+    """The objects ready to create here; those that fail a check go to `refused`."""
+    ready = []
+    for item in items:
+        try:
+            ready.append(
+                objects.prepare_object(item, definer=definer, database=database, tables=tables)
+            )
+        except UnsafeDefinitionError as error:
+            refused.append(RefusedObject(item.kind.lower(), item.name, str(error)))
+    return ready
 
 
 def _result(

@@ -20,3 +20,11 @@ class TargetFullError(CopyError):
 
 class VerificationError(CopyError):
     """A chunk still differed between source and target after being copied again."""
+
+
+class UnsafeDefinitionError(Exception):
+    """A definition read from the source that is not created here; the message says why.
+
+    Not a CopyError: the copy goes on without that table, view, trigger or routine, and lists
+    it with the reason.
+    """

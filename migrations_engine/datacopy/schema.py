@@ -3,6 +3,13 @@
 A table is created on the target without its secondary indexes and foreign keys (building an
 index once after the load is much faster than updating it row by row); `finish_table` adds them
 afterwards, and is safe to run again after a crash because it only adds what is missing.
+
+A table's CREATE statement comes from the source and runs here, so `read_table` checks it
+first: exactly one CREATE TABLE statement for that table, filled by no query, and with
+nothing that reaches beyond the database: no DATA DIRECTORY or INDEX DIRECTORY (files written
+anywhere on disk), no CONNECTION, no storage engine outside ALLOWED_ENGINES (CONNECT,
+FEDERATED or SPIDER read and write other servers and files), no foreign key to another
+database. A table that fails raises UnsafeDefinitionError and is not copied.
 """
 
 from __future__ import annotations
@@ -12,6 +19,15 @@ from dataclasses import dataclass
 
 from pymysql.connections import Connection
 
+from migrations_engine.datacopy.errors import UnsafeDefinitionError
+from migrations_engine.datacopy.objects import (
+    NAME,
+    STRING,
+    WORD,
+    Token,
+    require_single_statements,
+    sql_tokens,
+)
 from migrations_engine.datacopy.sql import execute, fetch_all, fetch_one, quote_name
 
 DEFERRED_KEY_PREFIXES = ("KEY ", "UNIQUE KEY ", "FULLTEXT KEY ", "SPATIAL KEY ")
@@ -37,6 +53,8 @@ CHUNKABLE_TYPES = frozenset(
 """Column types whose ORDER BY order and comparison order agree, so value ranges split rows."""
 INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint"})
 IDENTIFIER = re.compile(r"`((?:[^`]|``)*)`")
+ALLOWED_ENGINES = frozenset({"INNODB", "ARIA", "MYISAM", "MEMORY"})
+"""Storage engines that keep a table's rows in the server's own files, nowhere else."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +114,14 @@ def base_table_names(connection: Connection, database: str) -> list[str]:
 
 
 def read_table(connection: Connection, database: str, name: str) -> TableSchema:
-    """Everything about one table, read from the source."""
+    """Everything about one table, read from the source.
+
+    Raises UnsafeDefinitionError when its definition may not run here (see the module's
+    description).
+    """
     columns = _read_columns(connection, database, name)
     create_sql = str(fetch_one(connection, f"SHOW CREATE TABLE {quote_name(name)}")[1])
+    check_create_table(create_sql, name)
     chunk_column = _chunk_column(connection, database, name, columns)
     auto_increment, rows, data_bytes = fetch_one(
         connection,
@@ -109,6 +132,9 @@ def read_table(connection: Connection, database: str, name: str) -> TableSchema:
     # The chunk column's index serves the chunk queries; an AUTO_INCREMENT column needs a key.
     keep = {name for name in (chunk_column, _auto_increment_column(create_sql)) if name}
     load_sql, deferred, foreign = split_create_table(create_sql, keep_first_columns=keep)
+    check_create_table(load_sql, name)
+    for definition in deferred + foreign:
+        check_key_definition(definition)
     types = {column.name: column.data_type for column in columns}
     return TableSchema(
         name=name,
@@ -124,6 +150,79 @@ def read_table(connection: Connection, database: str, name: str) -> TableSchema:
         estimated_rows=int(rows or 0),
         estimated_bytes=int(data_bytes or 0),
     )
+
+
+def check_create_table(create_sql: str, name: str) -> None:
+    """Refuse (UnsafeDefinitionError) a CREATE TABLE text that may not run here.
+
+    The text is read as the target runs it: with the copier's session sql_mode, ''.
+    """
+    tokens = sql_tokens(create_sql)
+    if any(token.is_symbol(";") for token in tokens):
+        raise UnsafeDefinitionError("its text holds more than one statement")
+    if len(tokens) < 4 or not (tokens[0].is_word("CREATE") and tokens[1].is_word("TABLE")):
+        raise UnsafeDefinitionError("its text is not a CREATE TABLE statement")
+    if tokens[2].kind not in (NAME, WORD) or tokens[3].is_symbol("."):
+        raise UnsafeDefinitionError("its text creates a table in another database")
+    if tokens[2].value != name:
+        raise UnsafeDefinitionError(f"its text creates table {tokens[2].value!r}, not {name!r}")
+    if not tokens[3].is_symbol("(") or (len(tokens) > 4 and tokens[4].is_word("LIKE")):
+        raise UnsafeDefinitionError("its text does not list the table's columns")
+    _check_options(tokens)
+
+
+def check_key_definition(definition: str) -> None:
+    """Refuse an index or foreign key definition that is more than one (it is added by ALTER
+    TABLE ... ADD, where a second clause could change the table)."""
+    tokens = sql_tokens(definition)
+    if not tokens or not tokens[0].is_word("KEY", "UNIQUE", "FULLTEXT", "SPATIAL", "CONSTRAINT"):
+        raise UnsafeDefinitionError(f"its text has an unexpected definition: {definition[:80]}")
+    depth = 0
+    for token in tokens:
+        depth += token.is_symbol("(") - token.is_symbol(")")
+        if depth == 0 and (token.is_symbol(",") or token.is_symbol(";")):
+            raise UnsafeDefinitionError(
+                f"its text has a definition with more than one clause: {definition[:80]}"
+            )
+    _check_options(tokens)
+
+
+def _check_options(tokens: list[Token]) -> None:
+    """Refuse options that reach beyond the database, wherever they are in the statement."""
+    for index, token in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if token.is_word("DATA", "INDEX") and following and following.is_word("DIRECTORY"):
+            raise UnsafeDefinitionError(
+                f"it keeps its files in a directory of its choosing ({token.value} DIRECTORY)"
+            )
+        if token.is_word("CONNECTION"):
+            raise UnsafeDefinitionError("it connects to another server (CONNECTION)")
+        if token.is_word("ENGINE"):
+            _check_engine(tokens, index + 1)
+        if token.is_word("SELECT"):
+            raise UnsafeDefinitionError("its text fills the table from a query (SELECT)")
+        if token.is_word("REFERENCES") and _is_qualified(tokens, index + 1):
+            raise UnsafeDefinitionError(
+                f"it has a foreign key to a table of database {tokens[index + 1].value!r}"
+            )
+
+
+def _check_engine(tokens: list[Token], index: int) -> None:
+    if index < len(tokens) and tokens[index].is_symbol("="):
+        index += 1
+    engine = tokens[index] if index < len(tokens) else None
+    if engine is None or engine.kind not in (WORD, NAME, STRING):
+        raise UnsafeDefinitionError("its text names no storage engine after ENGINE")
+    if engine.value.upper() not in ALLOWED_ENGINES:
+        raise UnsafeDefinitionError(
+            f"its storage engine {engine.value} may reach beyond the database (the copy "
+            "accepts InnoDB, Aria, MyISAM and MEMORY tables)"
+        )
+
+
+def _is_qualified(tokens: list[Token], index: int) -> bool:
+    """Whether a `database`.`table` name starts at `index`."""
+    return index + 1 < len(tokens) and tokens[index + 1].is_symbol(".")
 
 
 def _read_columns(connection: Connection, database: str, table: str) -> list[Column]:
@@ -256,6 +355,7 @@ def definition_name(definition: str) -> str:
 
 def create_table(target: Connection, table: TableSchema) -> None:
     """Replace the target's table with an empty one ready to load."""
+    require_single_statements(target)
     execute(target, f"DROP TABLE IF EXISTS {quote_name(table.name)}")
     execute(target, table.load_sql)
 

@@ -66,6 +66,9 @@ class TransferSettings:
     concat_limit: int
     source_wait: float
     verify_attempts: int = 3
+    packet_advice: str = ""
+    """Said when a chunk does not arrive intact and the target's max_allowed_packet is the
+    smaller one (the copy's account could not raise it)."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ class Transfer:
             f"after {self.settings.verify_attempts} copies: the source has {source_sum.rows} "
             f"rows (checksum {source_sum.text}), the copy {target_sum.rows} "
             f"(checksum {target_sum.text}). Make sure the source is in maintenance mode so "
-            "that nothing changes its data, then resume the copy."
+            "that nothing changes its data, then resume the copy." + self.settings.packet_advice
         )
 
     def finish_table(self, table: TableSchema) -> str:
