@@ -1,13 +1,18 @@
 """Short-lived credentials a source hands to the system migrating from it, one set per run.
 
 A read-only account on the data database (port 3306) and an authorisation of the run's SSH key
-for the migration-only account (port 22). Each is recorded so that it can be revoked at the end
-of the run, and expired ones are revoked by `credentials_revoke_expired`.
+for the migration-only account (port 22), each usable only from the address that asked for it.
+The account may log in only over TLS (`REQUIRE SSL`): the answer carries the database server's
+certificate, which the caller pins, as it pins the SSH host key. It may read (and replicate, only
+when asked for); it cannot write. Each credential is recorded so that it can be revoked at the end
+of the run; expired ones are revoked by `credentials_revoke_expired`, which a periodic task runs.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
+import logging
 import os
 import re
 import secrets
@@ -16,23 +21,36 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from appliance.models import IssuedCredential
 from appliance.routers import DATA_DB_ALIAS
 from appliance.services import ssh_fingerprint, ssh_host_key
 
+logger = logging.getLogger(__name__)
+
 RUN_REF_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa")
 KEY_PATTERN = re.compile(r"^({}) [A-Za-z0-9+/=]{{40,2000}}$".format("|".join(KEY_TYPES)))
-DATABASE_GRANTS = "SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EXECUTE"
-SERVER_GRANTS = "REPLICATION SLAVE, BINLOG MONITOR"
+DATABASE_GRANTS = "SELECT, SHOW VIEW, TRIGGER"
+"""Reading rows, view and trigger definitions (MariaDB shows a trigger only with TRIGGER)."""
+ROUTINE_GRANTS = "SELECT ON mysql.proc"
+"""Reading routine definitions: MariaDB 10.11 shows another account's routines only so."""
+REPLICATION_GRANTS = "REPLICATION SLAVE, BINLOG MONITOR"
+"""Streaming the binary log and reading its position (SHOW MASTER STATUS); replicating runs only."""
+NO_SUCH_THREAD = 1094
 
 
 class CredentialError(ValueError):
     """A request for credentials that cannot be granted as asked."""
+
+
+class CredentialUnavailable(CredentialError):
+    """This node cannot issue the credential at all, however it is asked for."""
 
 
 def _check_run_ref(run_ref: str) -> str:
@@ -49,19 +67,59 @@ def _quote_account(user: str, host: str) -> str:
     return "'{}'@'{}'".format(user.replace("'", "''"), host.replace("'", "''"))
 
 
-def database_account_issue(*, run_ref: str, client_address: str) -> dict[str, Any]:
-    """Create a read-only account on the data database for one run; the password is told once."""
+def _check_address(client_address: str) -> str:
+    """The caller's IP address, as the credential's only allowed origin."""
+    try:
+        return str(ipaddress.ip_address(client_address))
+    except ValueError:
+        raise CredentialError("the caller's address is not an IP address") from None
+
+
+def database_certificate() -> str:
+    """The data database server's TLS certificate (PEM); CredentialUnavailable without one."""
+    path = settings.APPLIANCE_DATA_DB_CERTIFICATE
+    if not path:
+        raise CredentialUnavailable(
+            "This node's database server has no TLS certificate configured "
+            "(APPLIANCE_DATA_DB_CERTIFICATE), so its data cannot be read over a verified, "
+            "encrypted connection: no database account is issued. Give the database server a "
+            "certificate (ssl_cert, ssl_key) and point APPLIANCE_DATA_DB_CERTIFICATE at it."
+        )
+    try:
+        pem = Path(path).read_text()
+        x509.load_pem_x509_certificate(pem.encode())
+    except (OSError, ValueError) as error:
+        raise CredentialUnavailable(
+            f"This node's database certificate ({path}, APPLIANCE_DATA_DB_CERTIFICATE) cannot "
+            f"be read as a PEM certificate ({error}); no database account is issued."
+        ) from None
+    return pem
+
+
+def certificate_fingerprint(pem: str) -> str:
+    """SHA-256 fingerprint of a PEM certificate, as colon-separated hex."""
+    certificate = x509.load_pem_x509_certificate(pem.encode())
+    return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def database_account_issue(
+    *, run_ref: str, client_address: str, replication: bool = False
+) -> dict[str, Any]:
+    """Create a run's account on the data database, for logins over TLS from the caller's address
+    only: it reads, and replicates only with `replication`. The password is told once."""
     _check_run_ref(run_ref)
+    host = _check_address(client_address)
+    certificate = database_certificate()
     user = "mig_" + re.sub(r"[^a-z0-9]", "", run_ref.lower())[:20] + "_" + secrets.token_hex(3)
     password = secrets.token_urlsafe(24)
-    host = client_address
     database = connections[DATA_DB_ALIAS].settings_dict["NAME"]
     account = _quote_account(user, host)
     with connections[DATA_DB_ALIAS].cursor() as cursor:
-        cursor.execute(f"CREATE USER {account} IDENTIFIED BY %s", [password])
+        cursor.execute(f"CREATE USER {account} IDENTIFIED BY %s REQUIRE SSL", [password])
         cursor.execute(f"GRANT {DATABASE_GRANTS} ON `{database}`.* TO {account}")
-        cursor.execute(f"GRANT SELECT ON mysql.proc TO {account}")
-        cursor.execute(f"GRANT {SERVER_GRANTS} ON *.* TO {account}")
+        cursor.execute(f"GRANT {ROUTINE_GRANTS} TO {account}")
+        if replication:
+            cursor.execute(f"GRANT {REPLICATION_GRANTS} ON *.* TO {account}")
     expires_at = _expiry()
     IssuedCredential.objects.create(
         kind=IssuedCredential.Kind.DATABASE,
@@ -76,25 +134,44 @@ def database_account_issue(*, run_ref: str, client_address: str) -> dict[str, An
         "host": settings.APPLIANCE_DATA_DB_PUBLIC_HOST,
         "port": settings.APPLIANCE_DATA_DB_PUBLIC_PORT,
         "database": database,
+        "replication": replication,
+        "tls_certificate": certificate,
+        "tls_fingerprint": certificate_fingerprint(certificate),
         "expires_at": expires_at.isoformat(),
     }
 
 
 def _drop_database_account(name: str) -> None:
+    """Drop the account and end the sessions it still has (a replica's, say)."""
     user, _, host = name.rpartition("@")
     with connections[DATA_DB_ALIAS].cursor() as cursor:
         cursor.execute(f"DROP USER IF EXISTS {_quote_account(user, host)}")
+        cursor.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", [user])
+        for (session,) in cursor.fetchall():
+            _end_session(cursor, int(session))
+
+
+def _end_session(cursor: Any, session: int) -> None:
+    try:
+        cursor.execute("KILL CONNECTION %s", [session])
+    except DatabaseError as error:
+        if error.args[0] != NO_SUCH_THREAD:  # it ended meanwhile
+            logger.warning(
+                "Could not end database session %s of a revoked account: %s", session, error
+            )
 
 
 def ssh_key_authorise(*, run_ref: str, public_key: str, client_address: str) -> dict[str, Any]:
-    """Let the run's public key log in to the migration-only account until it expires."""
+    """Let the run's public key log in to the migration-only account, from the caller's address
+    only, until it expires."""
     _check_run_ref(run_ref)
+    address = _check_address(client_address)
     key = " ".join(public_key.split()[:2])
     if not KEY_PATTERN.match(key):
         raise CredentialError("public_key must be an OpenSSH public key line")
     fingerprint = ssh_fingerprint(key)
     expires_at = _expiry()
-    options = f'restrict,expiry-time="{expires_at:%Y%m%d%H%M%S}Z"'
+    options = f'restrict,expiry-time="{expires_at:%Y%m%d%H%M%S}Z",from="{address}"'
     line = f"{options} {key} migration-run-{run_ref}"
     _authorized_keys_edit(lambda lines: [*_without(lines, fingerprint), line])
     IssuedCredential.objects.update_or_create(

@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from appliance import credentials, services
+from appliance.middleware import client_address
 from appliance.models import SITE_BOUND_GROUPS
 from appliance.peer_auth import peer_login, peer_token_revoke, peer_token_valid
 
@@ -79,7 +80,7 @@ def endpoint(*methods: str, token: bool = True) -> Callable[[View], View]:
 
 
 def _client(request: HttpRequest) -> str:
-    return str(request.META.get("REMOTE_ADDR", ""))
+    return client_address(request) or ""
 
 
 @endpoint("POST", "DELETE", token=False)
@@ -91,7 +92,15 @@ def auth(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     password = body.get("password")
     if not isinstance(password, str) or not password:
         return _error(400, "The Admin User password is required.")
-    result = peer_login(password=password, client_address=_client(request))
+    address = client_address(request)
+    if address is None:
+        return _error(
+            400,
+            "This system cannot tell the address this login comes from, so it cannot limit "
+            "password guesses and refuses it. Behind a front server, set APPLIANCE_FRONT_SERVER=1 "
+            "and have it pass on X-Real-IP.",
+        )
+    result = peer_login(password=password, client_address=address)
     if result.retry_after:
         response = _error(429, result.error, retry_after=result.retry_after)
         response["Retry-After"] = str(result.retry_after)
@@ -183,16 +192,26 @@ def configuration(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
 
 @endpoint("POST")
 def database_account(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
-    """Create the run's read-only account on the data database."""
-    account = credentials.database_account_issue(
-        run_ref=_field(body, "run", str), client_address=_client(request)
-    )
+    """Create the run's account on the data database: it reads over TLS (the answer carries the
+    server's certificate to pin), and may replicate only when `replication` is true."""
+    replication = body.get("replication", False)
+    if not isinstance(replication, bool):
+        raise BadRequest("'replication' must be true or false when given.")
+    try:
+        account = credentials.database_account_issue(
+            run_ref=_field(body, "run", str),
+            client_address=_client(request),
+            replication=replication,
+        )
+    except credentials.CredentialUnavailable as problem:
+        return _error(409, str(problem))
     return JsonResponse(account, status=201)
 
 
 @endpoint("POST")
 def ssh_key(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
-    """Authorise the run's SSH public key; answers with the host key to pin."""
+    """Authorise the run's SSH public key, for logins from the caller's address only; answers
+    with the host key to pin."""
     grant = credentials.ssh_key_authorise(
         run_ref=_field(body, "run", str),
         public_key=_field(body, "public_key", str),

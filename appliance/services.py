@@ -250,6 +250,7 @@ def node_info() -> dict[str, Any]:
     licence = licence_get()
     log_files, log_bytes = directory_size_bytes(Path(settings.APPLIANCE_TRAFFIC_LOG_DIR))
     host_key = ssh_host_key()
+    database_certificate = settings.APPLIANCE_DATA_DB_CERTIFICATE
     return {
         "host_name": node.host_name,
         "domain_name": node.domain_name,
@@ -276,6 +277,9 @@ def node_info() -> dict[str, Any]:
         "traffic_log_files": log_files,
         "traffic_log_bytes": log_bytes,
         "tls_fingerprint": tls_fingerprint(),
+        "database_tls_fingerprint": (
+            tls_fingerprint(Path(database_certificate)) if database_certificate else ""
+        ),
         "ssh_host_key": host_key,
         "ssh_fingerprint": ssh_fingerprint(host_key),
         "commands": {

@@ -1,11 +1,14 @@
 """A private MariaDB server with its own data directory, for the demo's source node and tests.
 
 It listens on its own address and port, has its own server id and writes a binary log, so that
-data copied from it really crosses between two servers (and replication can be set up).
+data copied from it really crosses between two servers (and replication can be set up). With `tls`
+it also gets a self-signed certificate for its address and offers TLS, as an appliance's database
+server does; `certificate_pem()` is what its peer API would hand out.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -15,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
+from cryptography import x509
+
+from appliance.certificates import self_signed_certificate
 
 
 @dataclass
@@ -32,6 +38,8 @@ class MariaDBServer:
         "--innodb-log-file-size=256M",
     )
     """Server options besides the ones every instance needs (address, files, id)."""
+    tls: bool = False
+    """Offer TLS with a certificate of its own (made on first start, kept beside the data)."""
 
     @property
     def socket(self) -> Path:
@@ -44,6 +52,51 @@ class MariaDBServer:
     @property
     def log_file(self) -> Path:
         return self.datadir.parent / f"{self.datadir.name}.err"
+
+    @property
+    def certificate_file(self) -> Path:
+        return self.datadir.parent / f"{self.datadir.name}-tls.crt"
+
+    @property
+    def key_file(self) -> Path:
+        return self.datadir.parent / f"{self.datadir.name}-tls.key"
+
+    def certificate_pem(self) -> str:
+        """The server's TLS certificate (PEM), as its peer API hands it out."""
+        return self.certificate_file.read_text()
+
+    def make_certificate(self) -> None:
+        """A self-signed certificate naming the server's address (its IP in SubjectAltName), so
+        that a replica checking the server's name against the address it connects to accepts it."""
+        if self.key_file.exists() and self._certificate_names_host():
+            return
+        self_signed_certificate(
+            cert_path=self.certificate_file,
+            key_path=self.key_file,
+            common_name=self.host,
+            addresses=[self.host],
+        )
+
+    def _certificate_names_host(self) -> bool:
+        try:
+            certificate = x509.load_pem_x509_certificate(self.certificate_file.read_bytes())
+            names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except (OSError, ValueError, x509.ExtensionNotFound):
+            return False
+        return ipaddress.ip_address(self.host) in names.value.get_values_for_type(x509.IPAddress)
+
+    def offers_tls(self) -> bool:
+        """Whether the running server offers TLS."""
+        with self.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT @@have_ssl")
+            row = cursor.fetchone()
+        return bool(row and row[0] == "YES")
+
+    def _tls_options(self) -> list[str]:
+        if not self.tls:
+            return []
+        self.make_certificate()
+        return [f"--ssl-cert={self.certificate_file}", f"--ssl-key={self.key_file}"]
 
     def url(self, database: str, user: str = "root", password: str = "") -> str:
         secret = f":{password}" if password else ""
@@ -87,9 +140,12 @@ class MariaDBServer:
         )
 
     def start(self, timeout: float = 60) -> None:
-        """Start the server (installing it first) and wait until it answers."""
+        """Start the server (installing it first) and wait until it answers; one left running
+        without the TLS now asked for is started again."""
         if self.answers():
-            return
+            if not self.tls or self.offers_tls():
+                return
+            self.stop()
         self.install()
         command = [
             shutil.which("mariadbd") or "/usr/sbin/mariadbd",
@@ -103,6 +159,7 @@ class MariaDBServer:
             f"--port={self.port}",
             f"--server-id={self.server_id}",
             *self.options,
+            *self._tls_options(),
             "--max-allowed-packet=256M",
             "--local-infile=1",
             "--skip-name-resolve",

@@ -1,15 +1,15 @@
 """What an operation gets while it runs: its memory, the run's log, the source, and progress.
 
 `RunContext` hands out the connections an operation needs (the source's peer API, the source's
-data database through a per-run account) and remembers what the operation did, in the control
-database, so that a run resumed on another worker knows it too. `Progress` writes figures and an
-ETA from measured speed, at most twice a second, and notices when another worker took the run
-over (the fencing counter), stopping this one.
+data database through a per-run account, always at the run's source address and with the
+certificate of its server from the peer API pinned) and remembers what the operation did, in the
+control database, so that a run resumed on another worker knows it too. `Progress` writes
+figures and an ETA from measured speed, at most twice a second, and notices when another worker
+took the run over (the fencing counter), stopping this one.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import time
@@ -23,6 +23,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from config.env import MySQLURL
+from migrations_engine.datacopy.sql import SourceDatabase
 from migrations_engine.models import MigrationRun, OperationState
 from migrations_engine.peer_client import PeerClient, PeerError
 from migrations_engine.secrets import SecretMissing, secret_get, secret_put
@@ -96,25 +97,20 @@ class Progress:
         heartbeat(self.state.run_id, self.fence)
 
 
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+def source_database_url(run: MigrationRun, account: dict[str, Any]) -> SourceDatabase:
+    """The source's data database as the account its peer API issued describes it.
 
-
-def source_database_url(run: MigrationRun, account: dict[str, Any]) -> MySQLURL:
-    """Where the source's data database is, from the account its peer API issued."""
-    host = account["host"]
-    if ipaddress.ip_address(host).is_loopback if _is_address(host) else host == "localhost":
-        host = str(run.source_address)  # the source's server is local to the source
-    return MySQLURL(
-        user=account["user"],
-        password=account["password"],
-        host=host,
+    The server is always the one at the run's source address: the host the answer names is not
+    followed, so a source cannot send this system's login (or its replica) elsewhere. Its server
+    must present the certificate the answer carries (`connect_source` refuses one without).
+    """
+    return SourceDatabase(
+        user=str(account["user"]),
+        password=str(account["password"]),
+        host=str(run.source_address),
         port=int(account["port"]),
-        database=account["database"],
+        database=str(account["database"]),
+        certificate=str(account.get("tls_certificate") or ""),
     )
 
 
@@ -160,12 +156,16 @@ class RunContext:
             self._peer = None
             return getattr(self.peer(), method)(*args, **kwargs)
 
-    def source_database(self) -> MySQLURL:
-        """The source's data database, through the run's own read-only account."""
+    def source_database(self, *, replication: bool = False) -> SourceDatabase:
+        """The source's data database, through the run's own read-only account; with
+        `replication`, an account that may also replicate (asked for once, then kept)."""
         try:
             account = json.loads(secret_get(self.run, "database_account"))
         except SecretMissing:
-            account = self.peer_call("database_account", self.run.peer_ref)
+            account = None
+        if account is None or (replication and not account.get("replication")):
+            answer = self.peer_call("database_account", self.run.peer_ref, replication=replication)
+            account = {**answer, "replication": replication}
             secret_put(self.run, "database_account", json.dumps(account))
         return source_database_url(self.run, account)
 

@@ -1,6 +1,7 @@
 """The two-node demo on one machine: a seeded source (127.0.0.2) and a current system (127.0.0.1).
 
-Starts a second MariaDB server for the source, both nodes' web processes (nginx in front for
+Starts a second MariaDB server for the source (with a TLS certificate of its own for its
+address, handed out by the source's peer API), both nodes' web processes (nginx in front for
 TLS and the published progress partials, Django behind it on a socket), publishers and Celery
 workers, and an OpenSSH server for the source; prints the wizard's URL and the logins and writes
 them to var/demo.env. Ctrl-C stops everything it started. Every run starts from fresh data.
@@ -331,6 +332,7 @@ def build_nodes(keys: dict[str, str], ssh: SSHServer, source_db: MariaDBServer) 
             "APPLIANCE_SSH_USER": ssh.user,
             "APPLIANCE_SSH_HOST_KEY": str(ssh.host_public_key),
             "APPLIANCE_SSH_AUTHORIZED_KEYS": str(ssh.authorized_keys),
+            "APPLIANCE_DATA_DB_CERTIFICATE": str(source_db.certificate_file),
         },
         port_setting("DEMO_HTTPS_PORT", 443, 8443, SOURCE_ADDRESS),
         port_setting("DEMO_HTTP_PORT", 80, 8080, SOURCE_ADDRESS),
@@ -415,6 +417,7 @@ def write_env(source: Node, current: Node, keys: dict[str, str], ssh: SSHServer)
         "SOURCE_ADMIN_USER": "admin",
         "SOURCE_ADMIN_PASSWORD": keys["source_admin_password"],
         "SOURCE_DATA_DB_URL": source.env["DATA_DB_URL"],
+        "SOURCE_DATA_DB_CERTIFICATE": source.env["APPLIANCE_DATA_DB_CERTIFICATE"],
         "SOURCE_TRAFFIC_LOG_DIR": str(source.var_dir / "traffic-logs"),
         "SOURCE_CERTIFICATE": str(source.var_dir / "certs" / "server.crt"),
         "SOURCE_SSH_PORT": str(ssh.port),
@@ -456,6 +459,7 @@ def main() -> None:
         SOURCE_ADDRESS,
         int(os.environ.get("DEMO_SOURCE_DB_PORT", 3306)),
         2,
+        tls=True,
     )
     ssh = SSHServer(
         DEMO_DIR / "source-ssh",

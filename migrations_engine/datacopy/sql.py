@@ -2,16 +2,28 @@
 
 The target connection can run `LOAD DATA LOCAL INFILE` from bytes held in memory: PyMySQL only
 reads the rows to send from a file, so a small subclass feeds them from a buffer instead.
+
+The source connection goes over TLS to a server that must present exactly the certificate the
+source's peer API handed out (`SourceDatabase.certificate`): it is the only certificate trusted
+during the handshake and is compared byte for byte right after it, before PyMySQL sends the login.
+Only a server on this machine given without a certificate (a headless copy, development) is read
+without that check.
 """
 
 from __future__ import annotations
 
+import hashlib
+import socket
+import ssl
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
 from pymysql.connections import Connection, MySQLResult
 
 from config.env import MySQLURL
+from config.env import quote_name as quote_name  # the one quoting of names, shared with appliance
+from migrations_engine.datacopy.errors import CopyError
 
 LOAD_PACKET_BYTES = 1 << 20
 """How much of a LOAD DATA payload goes into one protocol packet."""
@@ -24,11 +36,6 @@ CONNECTION_LOST_CODES = frozenset({2003, 2006, 2013, 2055, 1053, 1927})
 
 TARGET_FULL_CODES = frozenset({1021, 1114, 3})
 """Disk full, table full, error writing file."""
-
-
-def quote_name(name: str) -> str:
-    """An identifier quoted for MariaDB: backticks around it, backticks inside doubled."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 class _MemoryLoadResult(MySQLResult):
@@ -73,19 +80,151 @@ class LoadingConnection(Connection):  # type: ignore[misc]
             self.load_payload = b""
 
 
+SSL_CONNECTION_ERROR = 2026
+"""PyMySQL's error number when the server does not offer the TLS it was asked for."""
+
+CERTIFICATE_DATES = frozenset({9, 10})
+"""OpenSSL's verify codes for a certificate not valid yet or expired."""
+
+
+class SourceTrustError(CopyError):
+    """The source's database server cannot be trusted with the login: no certificate is known
+    for it, it offers no TLS, or it presented another certificate than the pinned one."""
+
+
+@dataclass(frozen=True)
+class SourceDatabase(MySQLURL):
+    """A source's data database and the TLS certificate (PEM) its server must present."""
+
+    certificate: str = field(default="", repr=False)
+
+
+def der_fingerprint(der: bytes) -> str:
+    """SHA-256 of a certificate in DER form, as colon-separated upper-case hex."""
+    return hashlib.sha256(der).digest().hex(":").upper()
+
+
+def pem_fingerprint(pem: str) -> str:
+    """SHA-256 fingerprint of the first certificate of a PEM text."""
+    return der_fingerprint(ssl.PEM_cert_to_DER_cert(_first_certificate(pem)))
+
+
+def _first_certificate(pem: str) -> str:
+    start = pem.find(ssl.PEM_HEADER)
+    end = pem.find(ssl.PEM_FOOTER, start)
+    if start < 0 or end < 0:
+        raise ValueError("not a PEM certificate")
+    return pem[start : end + len(ssl.PEM_FOOTER)]
+
+
+class PinnedContext(ssl.SSLContext):
+    """TLS client settings that trust exactly one certificate: it is the only trust anchor of the
+    handshake, and the certificate presented is compared with it right after the handshake."""
+
+    fingerprint: str
+    where: str
+
+    def wrap_socket(  # type: ignore[override]
+        self, sock: socket.socket, *args: Any, **kwargs: Any
+    ) -> ssl.SSLSocket:
+        try:
+            wrapped = super().wrap_socket(sock, *args, **kwargs)
+        except ssl.SSLCertVerificationError as error:
+            raise self._refusal(error) from None
+        presented = der_fingerprint(wrapped.getpeercert(binary_form=True) or b"")
+        if presented != self.fingerprint:
+            wrapped.close()
+            raise self._refusal(None, presented)
+        return wrapped
+
+    def _refusal(
+        self, error: ssl.SSLCertVerificationError | None, presented: str = ""
+    ) -> SourceTrustError:
+        if error is not None and error.verify_code in CERTIFICATE_DATES:
+            return SourceTrustError(
+                f"The certificate of the source's database server at {self.where} is "
+                f"{error.verify_message}; nothing was sent to it. Check the clocks of both "
+                "systems, or give the source's database server a new certificate (and set "
+                "APPLIANCE_DATA_DB_CERTIFICATE on the source to it), then try again."
+            )
+        seen = f" (fingerprint {presented})" if presented else ""
+        return SourceTrustError(
+            f"The source's database server at {self.where} presented a certificate{seen} other "
+            "than the one the source's peer API handed out (fingerprint "
+            f"{self.fingerprint}). Nothing was sent to it: no password, no query. Something "
+            "else may be answering on that address and port: check the network path to the "
+            "source. If the source's database certificate was replaced on purpose, make sure "
+            "APPLIANCE_DATA_DB_CERTIFICATE on the source names the new one, then start again."
+        )
+
+
+def pinned_context(pem: str, where: str) -> PinnedContext:
+    """A TLS client context that accepts only the server certificate `pem`."""
+    context = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False  # the address is the run's; the certificate itself is pinned
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.load_verify_locations(cadata=_first_certificate(pem))
+    context.fingerprint = pem_fingerprint(pem)
+    context.where = where
+    return context
+
+
+def _source_tls(url: MySQLURL) -> PinnedContext | None:
+    """The TLS context for a source connection, None for a local server given without one."""
+    where = f"{url.host}:{url.port}"
+    pem = url.certificate if isinstance(url, SourceDatabase) else ""
+    if pem:
+        try:
+            return pinned_context(pem, where)
+        except (ValueError, ssl.SSLError):
+            raise SourceTrustError(
+                f"The certificate given for the source's database server at {where} is not a "
+                "PEM certificate; nothing was sent to the server."
+            ) from None
+    if isinstance(url, SourceDatabase) or not url.is_local:
+        raise SourceTrustError(
+            f"No certificate is known for the source's database server at {where}, so the "
+            "copy could not tell that server from an impostor and would cross the network in "
+            "clear text; nothing was sent to it. A source hands its database certificate out "
+            "through its peer API (set APPLIANCE_DATA_DB_CERTIFICATE on the source); "
+            "manage.py copy_data takes it with --source-certificate FILE."
+        )
+    return None
+
+
+def source_connection(url: MySQLURL, *, read_timeout: int = 600) -> Connection:
+    """A connection to the source server over TLS with its certificate pinned (SourceTrustError
+    if that cannot be); a server on this machine given without a certificate is taken as is."""
+    context = _source_tls(url)
+    try:
+        return pymysql.connect(
+            host=url.host,
+            port=url.port,
+            user=url.user,
+            password=url.password,
+            database=url.database,
+            charset="utf8mb4",
+            autocommit=True,
+            connect_timeout=5,
+            read_timeout=read_timeout,
+            ssl=context,
+        )
+    except pymysql.OperationalError as error:
+        if context is not None and error_code(error) == SSL_CONNECTION_ERROR:
+            raise SourceTrustError(
+                f"The source's database server at {url.host}:{url.port} does not offer TLS, "
+                "although the source's peer API handed out a certificate for it; nothing was "
+                "sent to it. Start the source's MariaDB with that certificate and its key "
+                "(ssl_cert, ssl_key), or check that nothing else answers on that port."
+            ) from None
+        raise
+
+
 def connect_source(url: MySQLURL, *, group_concat_max_len: int = 1 << 20) -> Connection:
-    """A connection to the source server, in a consistent snapshot of the data."""
-    connection = pymysql.connect(
-        host=url.host,
-        port=url.port,
-        user=url.user,
-        password=url.password,
-        database=url.database,
-        charset="utf8mb4",
-        autocommit=True,
-        connect_timeout=5,
-        read_timeout=600,
-    )
+    """A connection to the source server (see `source_connection`), in a consistent snapshot."""
+    connection = source_connection(url)
     with connection.cursor() as cursor:
         cursor.execute(SESSION_SETTINGS, (group_concat_max_len,))
         cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")

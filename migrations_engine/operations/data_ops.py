@@ -1,18 +1,33 @@
-"""Operations on the data database: copy it from the source (and, HA, replicate until caught up)."""
+"""Operations on the data database: copy it from the source (and, HA, replicate until caught up).
+
+Every connection to the source's port 3306 is encrypted and checks the certificate the source's
+peer API handed out: the copier's (`connect_source`) and the replica's, which this system's
+database server opens itself (`MASTER_SSL` with that certificate as its only CA, and the server's
+name checked against the run's source address).
+"""
 
 from __future__ import annotations
 
+import posixpath
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pymysql
+from cryptography import x509
 from django.conf import settings
 
 from config.env import MySQLURL
 from migrations_engine.accounts import accounts_copy
 from migrations_engine.context import Progress, RunContext
 from migrations_engine.datacopy import CopyError, ProgressEvent, copy_database
-from migrations_engine.datacopy.sql import connect_source
+from migrations_engine.datacopy.sql import (
+    SourceDatabase,
+    SourceTrustError,
+    connect_source,
+    pem_fingerprint,
+    source_connection,
+)
 from migrations_engine.datacopy.upgrade import upgrade_data_schema
 from migrations_engine.operations.base import Operation, OperationFailed
 from migrations_engine.plan import PlanFacts
@@ -132,6 +147,8 @@ class CopyAccounts(Operation):
             with connect_source(context.source_database()) as source:
                 with source.cursor() as cursor:
                     result = accounts_copy(cursor, usernames)
+        except SourceTrustError as error:
+            raise source_trust_failure(error) from error
         except pymysql.MySQLError as error:
             raise OperationFailed(
                 f"The source's database could not be read: {error.args[-1]}",
@@ -148,16 +165,28 @@ class CopyAccounts(Operation):
         return result.as_dict()
 
 
+def source_trust_failure(error: SourceTrustError) -> OperationFailed:
+    """A refused source database server as a failed operation (the message says what to do)."""
+    return OperationFailed(
+        str(error), "Nothing was copied from that server. Fix the cause, then Resume."
+    )
+
+
 def _connect(url: MySQLURL) -> pymysql.connections.Connection:
+    """A connection to this system's own database server."""
     return pymysql.connect(
         host=url.host, port=url.port, user=url.user, password=url.password, autocommit=True
     )
 
 
-def _binlog_position(source: MySQLURL) -> tuple[str, int]:
-    with _connect(source) as connection, connection.cursor() as cursor:
-        cursor.execute("SHOW MASTER STATUS")
-        row = cursor.fetchone()
+def _binlog_position(source: SourceDatabase) -> tuple[str, int]:
+    try:
+        with source_connection(source, read_timeout=60) as connection:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW MASTER STATUS")
+                row = cursor.fetchone()
+    except SourceTrustError as error:
+        raise source_trust_failure(error) from error
     if not row:
         raise OperationFailed(
             "The source's database server writes no binary log, so it cannot be replicated.",
@@ -187,63 +216,162 @@ class CopyDataAndActivateReplica(Operation):
         return False, "the source is standalone: its data is copied by Copies data"
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
-        source = context.source_database()
+        source = context.source_database(replication=True)
         if "binlog" not in context.memory:
             context.remember(binlog=list(_binlog_position(source)))
         result = copy_and_upgrade(context, progress)
         file, position = context.memory["binlog"]
-        result["replica"] = self._replicate(context, progress, source, file, int(position))
+        target = context.target_database()
+        replica_start(target, source, file, int(position))
+        context.log(
+            f"replicating from {source.host}:{source.port} at {file}:{position} over TLS "
+            f"(certificate {pem_fingerprint(source.certificate)})"
+        )
+
+        def waiting() -> None:
+            progress.update(COPY_SHARE + 0.05, message="replica catching up with the source")
+
+        caught_up = replica_wait_caught_up(
+            target, source, waiting, timeout=settings.MIGRATION_REPLICA_TIMEOUT
+        )
+        result["replica"] = {"from": f"{file}:{position}", "caught_up_at": caught_up}
         return result
 
-    def _replicate(
-        self, context: RunContext, progress: Progress, source: MySQLURL, file: str, position: int
-    ) -> dict[str, Any]:
-        target = context.target_database()
-        with _connect(target) as connection, connection.cursor() as cursor:
-            _without_replica_error(cursor, f"STOP SLAVE '{REPLICA_NAME}'")
-            cursor.execute(
-                f"CHANGE MASTER '{REPLICA_NAME}' TO MASTER_HOST=%s, MASTER_PORT=%s, "
-                "MASTER_USER=%s, MASTER_PASSWORD=%s, MASTER_LOG_FILE=%s, MASTER_LOG_POS=%s",
-                [source.host, source.port, source.user, source.password, file, position],
-            )
-            cursor.execute(
-                f"SET GLOBAL {REPLICA_NAME}.replicate_rewrite_db = %s",
-                [f"{source.database}->{target.database}"],
-            )
-            cursor.execute(f"SET GLOBAL {REPLICA_NAME}.replicate_do_db = %s", [target.database])
-            cursor.execute(f"START SLAVE '{REPLICA_NAME}'")
-            context.log(f"replicating from {source.host}:{source.port} at {file}:{position}")
-            caught_up = self._wait_caught_up(connection, source, progress)
-        return {"from": f"{file}:{position}", "caught_up_at": caught_up}
+    def undo(self, context: RunContext) -> None:
+        replica_stop(context.target_database())
 
-    def _wait_caught_up(
-        self, connection: pymysql.connections.Connection, source: MySQLURL, progress: Progress
-    ) -> str:
-        deadline = time.monotonic() + settings.MIGRATION_REPLICA_TIMEOUT
+
+CERTIFICATE_FILE = "migration-source-{}.pem"
+"""Name of the file, on this system's database server, with a source's database certificate."""
+FILE_EXISTS = 1086
+SSL_CONNECTION_FAILED = 2026
+"""The replica's error when the TLS connection to the source could not be opened or verified."""
+
+
+def replica_certificate_store(cursor: Any, pem: str) -> str:
+    """Have this system's database server keep the source's certificate in a file of its own,
+    and return the file's path there (for MASTER_SSL_CA).
+
+    The server writes it itself (`SELECT ... INTO DUMPFILE`, in secure_file_priv or else its
+    data directory), so it can read it wherever it runs; the name comes from the fingerprint and
+    a file already there is used only if it holds exactly this certificate.
+    """
+    cursor.execute("SELECT COALESCE(NULLIF(@@secure_file_priv, ''), @@datadir)")
+    directory = str(cursor.fetchone()[0])
+    name = CERTIFICATE_FILE.format(pem_fingerprint(pem).replace(":", "").lower())
+    path = posixpath.join(directory, name)
+    try:
+        cursor.execute("SELECT %s INTO DUMPFILE %s", [pem, path])
+        return path
+    except pymysql.MySQLError as error:
+        if error.args[0] != FILE_EXISTS:
+            raise OperationFailed(
+                "This system's database server could not store the source's database "
+                f"certificate for its replica ({error.args[-1]}).",
+                "Let this system's database account write files (the FILE privilege), or set "
+                "secure_file_priv to a directory the server may write, then Resume.",
+            ) from None
+    cursor.execute("SELECT LOAD_FILE(%s) = %s", [path, pem])
+    if (cursor.fetchone() or [0])[0] != 1:
+        raise OperationFailed(
+            f"The file {path} on this system's database server does not hold the source's "
+            "database certificate.",
+            "Remove that file, then Resume.",
+        )
+    return path
+
+
+def replica_start(target: MySQLURL, source: SourceDatabase, file: str, position: int) -> None:
+    """Make this system's database server a replica of the source's from a binlog position,
+    over TLS that accepts only the source's pinned certificate for the run's source address."""
+    with _connect(target) as connection, connection.cursor() as cursor:
+        certificate = replica_certificate_store(cursor, source.certificate)
+        _without_replica_error(cursor, f"STOP SLAVE '{REPLICA_NAME}'")
+        cursor.execute(
+            f"CHANGE MASTER '{REPLICA_NAME}' TO MASTER_HOST=%s, MASTER_PORT=%s, "
+            "MASTER_USER=%s, MASTER_PASSWORD=%s, MASTER_LOG_FILE=%s, MASTER_LOG_POS=%s, "
+            "MASTER_SSL=1, MASTER_SSL_CA=%s, MASTER_SSL_VERIFY_SERVER_CERT=1",
+            [
+                source.host,
+                source.port,
+                source.user,
+                source.password,
+                file,
+                position,
+                certificate,
+            ],
+        )
+        cursor.execute(
+            f"SET GLOBAL {REPLICA_NAME}.replicate_rewrite_db = %s",
+            [f"{source.database}->{target.database}"],
+        )
+        cursor.execute(f"SET GLOBAL {REPLICA_NAME}.replicate_do_db = %s", [target.database])
+        cursor.execute(f"START SLAVE '{REPLICA_NAME}'")
+
+
+def replica_wait_caught_up(
+    target: MySQLURL, source: SourceDatabase, waiting: Callable[[], None], *, timeout: float
+) -> str:
+    """Wait until the replica has applied the source's binlog up to its current end; returns
+    that position. OperationFailed when replication stops or does not catch up in time."""
+    deadline = time.monotonic() + timeout
+    with _connect(target) as connection:
         while time.monotonic() < deadline:
             goal_file, goal_position = _binlog_position(source)
             status = _replica_status(connection)
-            problem = status.get("Last_Error") or status.get("Last_IO_Error")
-            if problem:
-                raise OperationFailed(
-                    f"Replication stopped: {problem}",
-                    "Check that port 3306 of the source is open and its binary log is complete.",
-                )
+            _raise_replica_error(status, source)
             done = (
                 status.get("Relay_Master_Log_File") == goal_file
                 and int(status.get("Exec_Master_Log_Pos") or 0) >= goal_position
             )
             if done and status.get("Slave_SQL_Running") == "Yes":
                 return f"{goal_file}:{goal_position}"
-            progress.update(COPY_SHARE + 0.05, message="replica catching up with the source")
+            waiting()
             time.sleep(1)
+    raise OperationFailed(
+        "The replica did not catch up with the source in time.",
+        "Check the source's load and network, then Resume.",
+    )
+
+
+def _raise_replica_error(status: dict[str, Any], source: SourceDatabase) -> None:
+    """OperationFailed with the replica's error, if it has one."""
+    if int(status.get("Last_IO_Errno") or 0) == SSL_CONNECTION_FAILED:
         raise OperationFailed(
-            "The replica did not catch up with the source in time.",
-            "Check the source's load and network, then Resume.",
+            "This system's database server could not open a verified TLS connection to the "
+            f"source's database server at {source.host}:{source.port} for its replica "
+            f"({status.get('Last_IO_Error')}). It accepts only the certificate the source's peer "
+            f"API handed out, and only if that certificate names {source.host} (it names: "
+            f"{', '.join(certificate_names(source.certificate)) or 'nothing'}).",
+            f"Give the source's database server a certificate whose SubjectAltName includes "
+            f"{source.host} (and set APPLIANCE_DATA_DB_CERTIFICATE on the source to it), or "
+            "check that nothing else answers on that port, then Resume.",
+        )
+    problem = status.get("Last_Error") or status.get("Last_IO_Error")
+    if problem:
+        raise OperationFailed(
+            f"Replication stopped: {problem}",
+            "Check that port 3306 of the source is open and its binary log is complete.",
         )
 
-    def undo(self, context: RunContext) -> None:
-        replica_stop(context.target_database())
+
+def certificate_names(pem: str) -> list[str]:
+    """The names and addresses a certificate is for (its SubjectAltName, else its CN)."""
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return []
+    try:
+        alt_names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return [
+            str(attribute.value)
+            for attribute in certificate.subject.get_attributes_for_oid(
+                x509.oid.NameOID.COMMON_NAME
+            )
+        ]
+    addresses = alt_names.value.get_values_for_type(x509.IPAddress)
+    return [*alt_names.value.get_values_for_type(x509.DNSName), *map(str, addresses)]
 
 
 def replica_stop(target: MySQLURL) -> None:

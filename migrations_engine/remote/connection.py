@@ -1,7 +1,8 @@
 """Connect to a source over SSH with exactly the host key its peer API handed out.
 
 The host key arrives through the pinned HTTPS channel of the peer API, so it is loaded as the
-only known host key and any other key is refused (`RejectPolicy`). The check happens right after
+only known host key and any other key is refused (`RejectPolicy`). The connection goes to the
+run's source address, never to a host the peer API's answer names. The check happens right after
 the key exchange, before authentication: nothing is sent to a server that presents another key.
 Only the run's own key authenticates: no password, no agent, no keys from the user's files.
 """
@@ -42,11 +43,12 @@ class SSHGrant:
     expires_at: str = ""
 
     @classmethod
-    def from_peer(cls, answer: dict[str, Any], *, default_host: str = "") -> SSHGrant:
-        """Read the peer API's `credentials/ssh-key` answer; an empty host means `default_host`."""
+    def from_peer(cls, answer: dict[str, Any], *, host: str) -> SSHGrant:
+        """Read the peer API's `credentials/ssh-key` answer for logging in at `host`, the run's
+        source address (a host the answer names is not followed)."""
         return cls(
             user=str(answer["user"]),
-            host=str(answer.get("host") or default_host),
+            host=host,
             port=int(answer.get("port") or SSH_PORT),
             host_key=str(answer["host_key"]),
             host_key_fingerprint=str(answer.get("host_key_fingerprint", "")),

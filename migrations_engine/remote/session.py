@@ -3,9 +3,10 @@
     with ssh_session(peer, run_ref) as session:
         copy_tree(session.client, "/var/log/traffic", target_dir)
 
-The source authorises the run's public key through its peer API and answers with the host key to
-pin; at the end (also when the work fails) the key is revoked through the peer API and the
-private key file, if any, is deleted.
+The source authorises the run's public key through its peer API (for logins from this system's
+address only) and answers with the host key to pin; the connection goes to the address the peer
+API was reached at, whatever host the answer names. At the end (also when the work fails) the
+key is revoked through the peer API and the private key file, if any, is deleted.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _revoke_quietly(peer: KeyAuthority, run: str) -> None:
 def ssh_key_granted(peer: KeyAuthority, run: str, key: RunKey) -> Iterator[SSHGrant]:
     """Have the source authorise `key` for `run`; revoke it when the block ends, however."""
     try:
-        grant = SSHGrant.from_peer(peer.ssh_key(run, key.public_line), default_host=peer.address)
+        grant = SSHGrant.from_peer(peer.ssh_key(run, key.public_line), host=peer.address)
         logger.info("Source authorised SSH key %s for run %s", key.fingerprint, run)
         yield grant
     except BaseException:

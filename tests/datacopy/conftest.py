@@ -1,7 +1,8 @@
 """Fixtures for the data copy tests: a private source MariaDB and the machine's as the target.
 
-The source server runs on 127.0.0.3:3306 with its own data directory for the whole session;
-the target is the machine's MariaDB at 127.0.0.1:3306 (root, no password). Every test works in
+The source server runs on 127.0.0.3:3306 with its own data directory and its own TLS certificate
+for the whole session, and is read over TLS with that certificate pinned, as a source's is; the
+target is the machine's MariaDB at 127.0.0.1:3306 (root, no password). Every test works in
 scratch databases it creates and drops.
 """
 
@@ -24,6 +25,7 @@ import pytest
 from config.env import MySQLURL, parse_mysql_url
 from devtools.mariadb import MariaDBServer
 from migrations_engine.datacopy.checkpoints import STATE_DATABASE
+from migrations_engine.datacopy.sql import SourceDatabase
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TARGET_HOST = "127.0.0.1"
@@ -136,8 +138,9 @@ class Scratch:
         self.source_name = self.source_name or self.name
 
     @property
-    def source_url(self) -> MySQLURL:
-        return parse_mysql_url(self.source_server.url(self.source_name))
+    def source_url(self) -> SourceDatabase:
+        """The source as root, its server's certificate pinned."""
+        return source_database(self.source_server, self.source_name)
 
     @property
     def target_url(self) -> MySQLURL:
@@ -189,19 +192,58 @@ class Scratch:
         return expected
 
 
+def source_database(
+    server: MariaDBServer, database: str, user: str = "root", password: str = ""
+) -> SourceDatabase:
+    """A database on the source server, read over TLS with the server's certificate pinned."""
+    url = parse_mysql_url(server.url(database, user, password))
+    return SourceDatabase(
+        user=url.user,
+        password=url.password,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        certificate=server.certificate_pem(),
+    )
+
+
+def session_ciphers(server: MariaDBServer, user: str) -> dict[int, str]:
+    """The TLS cipher of each session `user` has open on `server` by session id ('' for one in
+    clear text), as the server itself sees them (performance_schema)."""
+    with server.connect() as connection:
+        rows = query(
+            connection,
+            "SELECT t.PROCESSLIST_ID, s.VARIABLE_VALUE FROM performance_schema.status_by_thread s "
+            "JOIN performance_schema.threads t USING (THREAD_ID) "
+            "WHERE s.VARIABLE_NAME = 'Ssl_cipher' AND t.PROCESSLIST_USER = %s",
+            (user,),
+        )
+    return {int(session): str(cipher) for session, cipher in rows}
+
+
 PrivateServer = MariaDBServer
 """The private servers of these tests (kept as a name the test modules use)."""
+
+SOURCE_OPTIONS = (*MariaDBServer.options, "--performance-schema=ON")
+"""The source server also tells each session's TLS cipher (performance_schema)."""
 
 
 @pytest.fixture(scope="session")
 def source_server() -> Iterator[MariaDBServer]:
-    """The source: a private MariaDB server on 127.0.0.3, for the whole test session.
+    """The source: a private MariaDB server on 127.0.0.3 offering TLS, for the whole session.
 
     Its data directory is a temporary directory of its own: pytest's numbered base
     directories are pruned by any other pytest run on the machine, even while in use.
     """
     base = Path(tempfile.mkdtemp(prefix="datacopy-source-"))
-    server = PrivateServer(datadir=base / "mariadb", host=SOURCE_HOST, port=3306, server_id=3)
+    server = PrivateServer(
+        datadir=base / "mariadb",
+        host=SOURCE_HOST,
+        port=3306,
+        server_id=3,
+        options=SOURCE_OPTIONS,
+        tls=True,
+    )
     server.start()
     yield server
     server.stop()

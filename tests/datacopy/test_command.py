@@ -1,4 +1,5 @@
-"""`manage.py copy_data` from a shell: passwords stay off the command line and out of output."""
+"""`manage.py copy_data` from a shell: passwords stay off the command line and out of output, and
+a source is read over TLS from the server with the certificate given."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROJECT_ROOT, SOURCE_HOST, Scratch, run_sql
+from appliance.certificates import self_signed_certificate
+
+from .conftest import PROJECT_ROOT, SOURCE_HOST, Scratch, query, run_sql, target_connection
 
 PASSWORD = "s3cret-Pw!"
 
@@ -84,3 +87,60 @@ def test_copy_data_refuses_an_address_that_is_not_mysql(scratch: Scratch) -> Non
 
     assert finished.returncode != 0
     assert "source URL must start with mysql://" in finished.stderr
+
+
+def require_tls(scratch: Scratch, user: str) -> None:
+    with scratch.source_server.connect() as connection:
+        run_sql(connection, f"ALTER USER '{user}'@'%' REQUIRE SSL")
+
+
+def test_copy_data_reads_over_tls_from_the_server_with_the_certificate_given(
+    scratch: Scratch, migration_account: str
+) -> None:
+    scratch.make_dataset(0.005)
+    require_tls(scratch, migration_account)
+
+    finished = copy_data(
+        f"mysql://{migration_account}@{SOURCE_HOST}:3306/{scratch.name}",
+        f"mysql://root@127.0.0.1:3306/{scratch.name}",
+        f"--source-certificate={scratch.source_server.certificate_file}",
+        env={"SOURCE_DB_PASSWORD": PASSWORD},
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    assert "Copied and verified 3 tables" in finished.stdout
+    scratch.assert_identical()
+
+
+def test_copy_data_with_another_certificate_copies_nothing(
+    scratch: Scratch, migration_account: str, tmp_path: Path
+) -> None:
+    scratch.make_dataset(0.005)
+    other = tmp_path / "other.crt"
+    self_signed_certificate(
+        cert_path=other, key_path=tmp_path / "other.key", common_name="x", addresses=[SOURCE_HOST]
+    )
+
+    finished = copy_data(
+        f"mysql://{migration_account}@{SOURCE_HOST}:3306/{scratch.name}",
+        f"mysql://root@127.0.0.1:3306/{scratch.name}",
+        f"--source-certificate={other}",
+        env={"SOURCE_DB_PASSWORD": PASSWORD},
+    )
+
+    assert finished.returncode != 0
+    assert "presented a certificate other than the one" in finished.stderr
+    assert PASSWORD not in finished.stdout + finished.stderr
+    with target_connection() as target:
+        assert query(target, "SHOW DATABASES LIKE %s", (scratch.name,)) == []
+
+
+def test_copy_data_refuses_a_source_elsewhere_without_its_certificate(scratch: Scratch) -> None:
+    finished = copy_data(
+        f"mysql://mig@192.0.2.1:3306/{scratch.name}",
+        f"mysql://root@127.0.0.1:3306/{scratch.name}",
+        env={"SOURCE_DB_PASSWORD": PASSWORD},
+    )
+
+    assert finished.returncode != 0
+    assert "give its TLS certificate with --source-certificate FILE" in finished.stderr

@@ -3,6 +3,9 @@
 Passwords come from files or from SOURCE_DB_PASSWORD / TARGET_DB_PASSWORD, so they never have
 to appear on a command line (a password inside the URL still works). Exits with status 0 only
 when every table was copied and verified.
+
+A source on another machine is read over TLS and must present the certificate given with
+`--source-certificate FILE` (PEM); without one the copy is refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -18,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from config.env import MySQLURL, parse_mysql_url
 from migrations_engine.datacopy import CopyError, ProgressEvent, copy_database
+from migrations_engine.datacopy.sql import SourceDatabase, pem_fingerprint
 
 BAR_WIDTH = 30
 
@@ -37,6 +41,27 @@ def read_url(url: str, what: str, password_file: str | None, variable: str) -> M
     if not parsed.password and os.environ.get(variable):
         return replace(parsed, password=os.environ[variable])
     return parsed
+
+
+def pinned_source(source: MySQLURL, certificate_file: str | None) -> MySQLURL:
+    """The source with the certificate its server must present; refused without one when the
+    server is on another machine."""
+    if not certificate_file:
+        if source.is_local:
+            return source
+        raise CommandError(
+            f"The source database server {source.host} is not on this machine: give its TLS "
+            "certificate with --source-certificate FILE (PEM), so that the copy is encrypted "
+            "and its password and data go to that server only."
+        )
+    try:
+        pem = Path(certificate_file).read_text()
+        pem_fingerprint(pem)
+    except OSError as error:
+        raise CommandError(f"Cannot read the source certificate file: {error.strerror}") from None
+    except ValueError:
+        raise CommandError(f"{certificate_file} does not hold a PEM certificate.") from None
+    return SourceDatabase(**asdict(source), certificate=pem)
 
 
 def human_bytes(count: float) -> str:
@@ -92,6 +117,11 @@ class Command(BaseCommand):
         parser.add_argument("--tables", help="comma-separated tables to copy (default: all)")
         parser.add_argument("--resume", action="store_true", help="continue an unfinished copy")
         parser.add_argument("--source-password-file", help="file holding the source password")
+        parser.add_argument(
+            "--source-certificate",
+            help="the source database server's TLS certificate (PEM) to pin; required unless "
+            "the server is on this machine",
+        )
         parser.add_argument("--target-password-file", help="file holding the target password")
         parser.add_argument("--workers", type=int, default=2, help="parallel copy processes")
         parser.add_argument(
@@ -105,11 +135,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        source = read_url(
-            options["source_url"],
-            "source URL",
-            options["source_password_file"],
-            "SOURCE_DB_PASSWORD",
+        source = pinned_source(
+            read_url(
+                options["source_url"],
+                "source URL",
+                options["source_password_file"],
+                "SOURCE_DB_PASSWORD",
+            ),
+            options["source_certificate"],
         )
         target = read_url(
             options["target_url"],
