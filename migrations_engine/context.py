@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,12 @@ def source_database_url(run: MigrationRun, account: dict[str, Any]) -> SourceDat
     )
 
 
+def copier_database(database: str) -> MySQLURL:
+    """A database here, reached through the copier's own account."""
+    copier: MySQLURL = settings.MIGRATION_COPIER_DB
+    return replace(copier, database=database)
+
+
 class RunContext:
     """The run, the operation's memory and the connections an operation needs."""
 
@@ -174,3 +180,9 @@ class RunContext:
         """This system's data database."""
         data: MySQLURL = settings.DATA_DB
         return data
+
+    @staticmethod
+    def copier_database() -> MySQLURL:
+        """This system's data database through the copier's own account, which has rights on
+        the data database and the copy checkpoints only (`manage.py migration_accounts`)."""
+        return copier_database(settings.DATA_DB.database)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +18,12 @@ from django.db import transaction
 
 from appliance import services as node_services
 from config.env import MySQLURL
-from migrations_engine.context import PROGRESS_INTERVAL, run_log, source_database_url
+from migrations_engine.context import (
+    PROGRESS_INTERVAL,
+    copier_database,
+    run_log,
+    source_database_url,
+)
 from migrations_engine.datacopy import CopyError, ProgressEvent, copy_database, copy_forget
 from migrations_engine.executor import run_facts
 from migrations_engine.models import MigrationRun, RunStatus
@@ -49,9 +53,8 @@ def rehearsal_ref(run: MigrationRun) -> str:
 
 
 def scratch_database() -> MySQLURL:
-    """The scratch database beside this system's data database."""
-    data: MySQLURL = settings.DATA_DB
-    return replace(data, database=data.database + SCRATCH_SUFFIX)
+    """The scratch database beside this system's data database (through the copier's account)."""
+    return copier_database(settings.DATA_DB.database + SCRATCH_SUFFIX)
 
 
 def rehearse(run: MigrationRun, report: Report | None = None) -> dict[str, Any]:
@@ -117,6 +120,7 @@ def _outcome(run: MigrationRun, copy: Any, source_settings: dict[str, Any]) -> d
         "views": copy.views,
         "triggers": copy.triggers,
         "routines": copy.routines,
+        "refused": [item.as_dict() for item in copy.refused],
         "operations": [row.as_dict() for row in plan],
         "settings": {
             "migrated": sorted(source_settings if run.swap_configuration else basic),

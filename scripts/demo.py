@@ -86,16 +86,19 @@ def can_bind(address: str, port: int) -> bool:
 def load_secrets() -> dict[str, str]:
     """Passwords and keys of the demo, made once and kept in var/demo (never in the repo)."""
     path = DEMO_DIR / "secrets.json"
-    if path.exists():
-        stored: dict[str, str] = json.loads(path.read_text())
-        return stored
     values = {
         "source_admin_password": secrets.token_urlsafe(12),
         "target_admin_password": secrets.token_urlsafe(12),
         "source_db_password": secrets.token_urlsafe(18),
+        "copier_db_password": secrets.token_urlsafe(18),
         "source_secret_key": secrets.token_urlsafe(50),
         "target_secret_key": secrets.token_urlsafe(50),
     }
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        if set(values) <= set(stored):
+            return stored
+        values |= stored  # a demo made before a secret was added keeps the ones it has
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values, indent=2))
     path.chmod(0o600)
@@ -347,7 +350,13 @@ def build_nodes(keys: dict[str, str], ssh: SSHServer, source_db: MariaDBServer) 
             f"mysql://root@127.0.0.1:3306/{DEMO_NAME}_current_data",
             CURRENT_BROKER_DB,
         )
-        | {"DJANGO_SECRET_KEY": keys["target_secret_key"]},
+        | {
+            "DJANGO_SECRET_KEY": keys["target_secret_key"],
+            # The copier's own account and the definer of copied objects (migration_accounts).
+            "MIGRATION_COPIER_DB_URL": f"mysql://{DEMO_NAME}_copier:{keys['copier_db_password']}"
+            f"@127.0.0.1:3306/{DEMO_NAME}_current_data",
+            "MIGRATION_DEFINER": f"{DEMO_NAME}_definer@localhost",
+        },
         port_setting("DEMO_HTTPS_PORT", 443, 8443, CURRENT_ADDRESS),
         port_setting("DEMO_HTTP_PORT", 80, 8080, CURRENT_ADDRESS),
     )
@@ -394,6 +403,8 @@ def prepare(source: Node, current: Node, keys: dict[str, str]) -> None:
         node.manage("ensure_admin", extra_env={"ADMIN_PASSWORD": password})
         node.manage("seed_node", *seeds[node.name])
         node.manage("make_certificate", "--force")
+        if node.name == "current":
+            node.manage("migration_accounts")
         node.front_configure()
         (node.var_dir / "control").mkdir(parents=True, exist_ok=True)
 

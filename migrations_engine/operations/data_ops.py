@@ -39,7 +39,7 @@ COPY_SHARE = 0.9
 
 def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
     """Copy the source's data database here, verified, then upgrade its schema to ours."""
-    source, target = context.source_database(), context.target_database()
+    source, target = context.source_database(), context.copier_database()
     resume = bool(context.memory.get("copy_started"))
     context.remember(copy_started=True)
     context.log(
@@ -76,6 +76,8 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
             str(error), "Fix the cause, then Resume: the copy continues where it stopped."
         ) from error
     context.log(f"copied {result.rows} rows in {len(result.tables)} tables, verified")
+    for item in result.refused:
+        context.log(f"not copied: {item.kind} {item.name}: {item.reason}")
     tables = len(result.tables)
     progress.update(
         COPY_SHARE,
@@ -100,6 +102,7 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
         "views": result.views,
         "triggers": result.triggers,
         "routines": result.routines,
+        "refused": [item.as_dict() for item in result.refused],
         "rows": result.rows,
         "bytes": result.bytes,
         "seconds": round(result.seconds, 2),

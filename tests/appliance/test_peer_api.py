@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from appliance import services
+from appliance.certificates import self_signed_certificate
 from appliance.models import IssuedCredential, LicenceState
 from tests.conftest import ADMIN_PASSWORD
 
@@ -149,23 +150,32 @@ def test_configuration_gives_the_node_another_identity(seeded: None, peer: Peer)
     assert services.node_get().ip_address == "10.1.1.1"
 
 
-def test_database_account_reads_but_cannot_write_and_is_revoked(seeded: None, peer: Peer) -> None:
+@pytest.fixture
+def database_certificate(settings: Any, tmp_path: Any) -> None:
+    """This node's database server has a certificate to hand out (the grants need TLS)."""
+    certificate = tmp_path / "database.crt"
+    self_signed_certificate(
+        cert_path=certificate, key_path=tmp_path / "database.key", common_name="db", addresses=[]
+    )
+    settings.APPLIANCE_DATA_DB_CERTIFICATE = str(certificate)
+
+
+def test_database_account_needs_tls_and_is_revoked(
+    seeded: None, peer: Peer, database_certificate: None
+) -> None:
+    """Reading and the refused writes are tested over TLS in test_credentials_tls."""
     account = peer("POST", "credentials/database", {"run": "run-17"}).json()
     assert account["database"] == settings.DATABASES["data"]["NAME"]
-    connection = pymysql.connect(
-        host=account["host"],
-        port=account["port"],
-        user=account["user"],
-        password=account["password"],
-        database=account["database"],
-        autocommit=True,
-    )
-    with connection, connection.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM subscriber")
-        assert cursor.fetchone() == (200,)
-        with pytest.raises(pymysql.err.OperationalError) as refused:
-            cursor.execute("DELETE FROM subscriber")
-        assert refused.value.args[0] == 1142  # command denied
+    with pytest.raises(pymysql.err.OperationalError) as clear_text:
+        pymysql.connect(
+            host=account["host"],
+            port=account["port"],
+            user=account["user"],
+            password=account["password"],
+            database=account["database"],
+            ssl_disabled=True,
+        )
+    assert clear_text.value.args[0] == 1045  # REQUIRE SSL: no login in clear text
     assert peer("POST", "credentials/revoke", {"run": "run-17"}).json() == {"revoked": 1}
     with pytest.raises(pymysql.err.OperationalError) as gone:
         pymysql.connect(
@@ -197,7 +207,7 @@ def test_ssh_key_is_authorised_restricted_and_revoked(seeded: None, peer: Peer) 
 
 
 def test_expired_credentials_are_revoked_at_the_next_login(
-    seeded: None, peer: Peer, client: Any
+    seeded: None, peer: Peer, client: Any, database_certificate: None
 ) -> None:
     account = peer("POST", "credentials/database", {"run": "run-18"}).json()
     IssuedCredential.objects.update(expires_at=timezone.now() - timedelta(seconds=1))

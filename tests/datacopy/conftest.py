@@ -64,6 +64,19 @@ def quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+DEFINER_CLAUSE = re.compile(r"DEFINER=`(?:[^`]|``)*`@`(?:[^`]|``)*`")
+
+
+def without_definer(text: str) -> str:
+    """A definition with its DEFINER left out: copied objects get this system's definer."""
+    return DEFINER_CLAUSE.sub("DEFINER=?", text)
+
+
+def definition(row: Any) -> tuple[str, str]:
+    """The SQL mode and text of a trigger's or routine's SHOW CREATE row, definer left out."""
+    return str(row[1]), without_definer(str(row[2]))
+
+
 def database_snapshot(connection: pymysql.connections.Connection, database: str) -> dict[str, Any]:
     """What a user would compare: every table's rows and checksum, definitions of everything."""
     run_sql(connection, f"USE {quote(database)}")
@@ -83,7 +96,7 @@ def database_snapshot(connection: pymysql.connections.Connection, database: str)
         create = query(connection, f"SHOW CREATE TABLE {quote(table)}")[0][1]
         snapshot["tables"][table] = {"checksum": checksum, "rows": count, "create": create}
     snapshot["views"] = {
-        name: query(connection, f"SHOW CREATE VIEW {quote(name)}")[0][1]
+        name: without_definer(query(connection, f"SHOW CREATE VIEW {quote(name)}")[0][1])
         for (name,) in query(
             connection,
             "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s",
@@ -91,7 +104,7 @@ def database_snapshot(connection: pymysql.connections.Connection, database: str)
         )
     }
     snapshot["triggers"] = {
-        name: query(connection, f"SHOW CREATE TRIGGER {quote(name)}")[0][1:3]
+        name: definition(query(connection, f"SHOW CREATE TRIGGER {quote(name)}")[0])
         for (name,) in query(
             connection,
             "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s",
@@ -99,7 +112,7 @@ def database_snapshot(connection: pymysql.connections.Connection, database: str)
         )
     }
     snapshot["routines"] = {
-        f"{kind} {name}": query(connection, f"SHOW CREATE {kind} {quote(name)}")[0][1:3]
+        f"{kind} {name}": definition(query(connection, f"SHOW CREATE {kind} {quote(name)}")[0])
         for kind, name in query(
             connection,
             "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES "
@@ -248,6 +261,32 @@ def source_server() -> Iterator[MariaDBServer]:
     yield server
     server.stop()
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def definer_account() -> Iterator[str]:
+    """The account copied objects run as on the target: rights on the tests' scratch databases
+    only (as `migration_accounts` makes it for the data database), locked against logins."""
+    user = f"def_{uuid.uuid4().hex[:8]}"
+    with target_connection() as connection:
+        run_sql(
+            connection,
+            f"CREATE USER '{user}'@'localhost' ACCOUNT LOCK",
+            "GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE, CREATE TEMPORARY TABLES, LOCK TABLES, "
+            f"SHOW VIEW, TRIGGER ON `dc\\_%`.* TO '{user}'@'localhost'",
+        )
+    yield f"{user}@localhost"
+    with target_connection() as connection:
+        run_sql(connection, f"DROP USER IF EXISTS '{user}'@'localhost'")
+
+
+@pytest.fixture(autouse=True)
+def copied_objects_definer(
+    definer_account: str, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copies made by the tests, here and in the commands they start, use that account."""
+    settings.MIGRATION_DEFINER = definer_account
+    monkeypatch.setenv("MIGRATION_DEFINER", definer_account)
 
 
 @pytest.fixture
