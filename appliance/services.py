@@ -209,6 +209,17 @@ def data_size_bytes() -> int:
     return int(size)
 
 
+def data_events() -> list[str]:
+    """The names of the data database's scheduled events (a migration never copies them, and
+    the account a migration reads with cannot see them, so this node names them itself)."""
+    with connections[DATA_DB_ALIAS].cursor() as cursor:
+        cursor.execute(
+            "SELECT event_name FROM information_schema.events WHERE event_schema = DATABASE() "
+            "ORDER BY event_name"
+        )
+        return [str(row[0]) for row in cursor.fetchall()]
+
+
 def data_tables() -> list[dict[str, Any]]:
     """The data database's tables with their approximate rows and bytes, by name."""
     with connections[DATA_DB_ALIAS].cursor() as cursor:
@@ -274,6 +285,7 @@ def node_info() -> dict[str, Any]:
         "data_schema_version": data_schema_version(),
         "data_size_bytes": data_size_bytes(),
         "data_tables": data_tables(),
+        "data_events": data_events(),
         "traffic_log_files": log_files,
         "traffic_log_bytes": log_bytes,
         "tls_fingerprint": tls_fingerprint(),

@@ -198,6 +198,9 @@ def _info_values_check(answer: dict[str, Any]) -> None:
     for table in answer["data_tables"]:
         if not isinstance(table, dict) or not isinstance(table.get("name"), str):
             raise BadAnswer("The source's list of data tables is not a list of named tables.")
+    events = answer.get("data_events", [])
+    if not isinstance(events, list) or not all(isinstance(name, str) for name in events):
+        raise BadAnswer("The source's list of data events is not a list of names.")
 
 
 def _read_bounded(response: http.client.HTTPResponse) -> bytes:

@@ -20,7 +20,8 @@ from django.conf import settings
 from config.env import MySQLURL
 from migrations_engine.accounts import accounts_copy
 from migrations_engine.context import Progress, RunContext
-from migrations_engine.datacopy import CopyError, ProgressEvent, copy_database
+from migrations_engine.datacopy import CopyError, ProgressEvent, RefusedObject, copy_database
+from migrations_engine.datacopy.objects import EVENTS_NOT_COPIED
 from migrations_engine.datacopy.sql import (
     SourceDatabase,
     SourceTrustError,
@@ -76,7 +77,8 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
             str(error), "Fix the cause, then Resume: the copy continues where it stopped."
         ) from error
     context.log(f"copied {result.rows} rows in {len(result.tables)} tables, verified")
-    for item in result.refused:
+    refused = result.refused + events_not_copied(context.run.source_info, result.refused)
+    for item in refused:
         context.log(f"not copied: {item.kind} {item.name}: {item.reason}")
     tables = len(result.tables)
     progress.update(
@@ -102,13 +104,26 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
         "views": result.views,
         "triggers": result.triggers,
         "routines": result.routines,
-        "refused": [item.as_dict() for item in result.refused],
+        "refused": [item.as_dict() for item in refused],
         "rows": result.rows,
         "bytes": result.bytes,
         "seconds": round(result.seconds, 2),
         "resumed": resume,
         "schema_upgrades": [f"{step.version} ({step.migration})" for step in steps],
     }
+
+
+def events_not_copied(
+    source_info: dict[str, Any], listed: list[RefusedObject]
+) -> list[RefusedObject]:
+    """The source's events (which it names itself: the run's account cannot see them) that
+    the copy has not listed yet, each as not copied."""
+    known = {item.name for item in listed if item.kind == "event"}
+    return [
+        RefusedObject("event", name, EVENTS_NOT_COPIED)
+        for name in source_info.get("data_events", [])
+        if name not in known
+    ]
 
 
 class CopyData(Operation):
