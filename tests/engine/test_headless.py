@@ -148,7 +148,9 @@ def test_without_yes_only_the_plan_is_shown(fresh: dict[str, str], tmp_path: Pat
 def test_a_wrong_fingerprint_stops_before_anything(fresh: dict[str, str], tmp_path: Path) -> None:
     result = migrate(fresh, tmp_path, "--yes", fingerprint="AA:BB")
     assert result.returncode != 0
-    assert "not the one confirmed" in result.stderr
+    assert "not the one you confirmed" in result.stdout
+    assert "the password was not sent" in result.stdout
+    assert "someone may be impersonating the source" in result.stderr
 
 
 def test_a_closed_port_stops_before_anything_with_its_fix(

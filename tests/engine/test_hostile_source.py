@@ -78,7 +78,7 @@ def control_checksums(url: str) -> dict[str, Any]:
         for table in tables:
             if not table.startswith(WRITTEN_BY_DESIGN):
                 cursor.execute(f"CHECKSUM TABLE {quote_name(table)}")
-                sums[table] = cursor.fetchone()[1]
+                sums[table] = cursor.fetchall()[0][1]
         return sums
 
 
