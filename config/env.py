@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass
+from typing import TypedDict
 from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -89,6 +90,15 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+class Login(TypedDict):
+    """Where and as whom to connect to a MariaDB server."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+
 @dataclass(frozen=True)
 class MySQLURL:
     """The parts of a `mysql://user:password@host:port/database` address."""
@@ -130,6 +140,10 @@ class MySQLURL:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    def login(self) -> Login:
+        """Where and as whom to connect, as PyMySQL's `connect` takes it."""
+        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password}
 
     def redacted(self) -> str:
         """The address with the password left out, safe for logs and messages."""

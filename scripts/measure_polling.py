@@ -206,14 +206,7 @@ def migration_log(work: Path) -> str:
 def control_connect() -> pymysql.connections.Connection:
     """The current node's control database, where the run's rows are."""
     url = parse_mysql_url(node_env("current")["CONTROL_DB_URL"])
-    return pymysql.connect(
-        host=url.host,
-        port=url.port,
-        user=url.user,
-        password=url.password,
-        database=url.database,
-        autocommit=True,
-    )
+    return pymysql.connect(**url.login(), database=url.database, autocommit=True)
 
 
 def newest_run_id(control: pymysql.connections.Connection) -> int:

@@ -200,10 +200,7 @@ def source_connection(url: MySQLURL, *, read_timeout: int = 600) -> Connection:
     context = _source_tls(url)
     try:
         return pymysql.connect(
-            host=url.host,
-            port=url.port,
-            user=url.user,
-            password=url.password,
+            **url.login(),
             database=url.database,
             charset="utf8mb4",
             autocommit=True,

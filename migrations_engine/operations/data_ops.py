@@ -192,9 +192,7 @@ def source_trust_failure(error: SourceTrustError) -> OperationFailed:
 
 def _connect(url: MySQLURL) -> pymysql.connections.Connection:
     """A connection to this system's own database server."""
-    return pymysql.connect(
-        host=url.host, port=url.port, user=url.user, password=url.password, autocommit=True
-    )
+    return pymysql.connect(**url.login(), autocommit=True)
 
 
 def _binlog_position(source: SourceDatabase) -> tuple[str, int]:

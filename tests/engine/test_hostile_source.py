@@ -14,10 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import socket
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +27,10 @@ import pytest
 
 from config.env import parse_mysql_url, quote_name
 from devtools.sshd import SSHServer
+from migrations_engine.remote.keys import RunKey
 from tests.demo_support import ROOT, DemoUnderTest
 from tests.remote import hostile_source
-from tests.remote.hostile_source import PAYLOAD, HostileSource
+from tests.remote.hostile_source import PAYLOAD, HostileServer, HostileSource
 
 DEMO = DemoUnderTest("hostiletest", "127.0.0.42", "127.0.0.41", "6,7")
 SOURCE = DEMO.source_address
@@ -122,46 +121,15 @@ def hostile_objects(source_url: str, control_database: str) -> None:
         )
 
 
-class LyingSSH:
+def lying_ssh(host_key: Path, served: Path) -> HostileServer:
     """The source's SSH address answered by a server with the source's own host key (so the
     pinned key matches) that lets the run's key in and lies in its listing of the logs."""
-
-    def __init__(self, host_key: Path, logs: str, served: Path, port: int) -> None:
-        self.host_key = paramiko.Ed25519Key.from_private_key_file(str(host_key))
-        self.source = HostileSource(served, made_up=["../../escape.txt", ABSOLUTE, "a/b"])
-        self.logs = logs
-        self.listener = socket.create_server((SOURCE, port))
-        self.transports: list[paramiko.Transport] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            transport = paramiko.Transport(connection)
-            transport.add_server_key(self.host_key)
-            transport.set_subsystem_handler(
-                "sftp", paramiko.SFTPServer, hostile_source._SFTP, self.source
-            )
-            self.transports.append(transport)
-            try:
-                transport.start_server(server=_AnyKey(self.host_key, self.source))
-            except (paramiko.SSHException, EOFError):
-                continue  # a port check: connected and went
-
-    def stop(self) -> None:
-        self.listener.close()
-        for transport in self.transports:
-            transport.close()
-
-
-class _AnyKey(hostile_source._Server):
-    """Lets any key in as any user: the source is the one lying here, not a stranger."""
-
-    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        return paramiko.common.AUTH_SUCCESSFUL
+    private = paramiko.Ed25519Key.from_private_key_file(str(host_key))
+    key = RunKey(private, f"{private.get_name()} {private.get_base64()}", "")
+    source = HostileSource(served, made_up=["../../escape.txt", ABSOLUTE, "a/b"])
+    server = HostileServer(source, host_key=key, port=2222, host=SOURCE, any_key=True)
+    server.start()
+    return server
 
 
 def migrate(demo: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -203,7 +171,7 @@ def test_a_hostile_source_changes_nothing_outside_the_data_and_the_logs(
     control_before = control_checksums(current["CONTROL_DB_URL"])
     files_before = tree(around, logs_here)
     ssh.stop()
-    lying = LyingSSH(ssh.host_key, logs_there, served, 2222)
+    lying = lying_ssh(ssh.host_key, served)
     try:
         result = migrate(demo, tmp_path)
     finally:

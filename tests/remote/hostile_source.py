@@ -162,7 +162,7 @@ class _SFTP(paramiko.SFTPServerInterface):
 class _Server(paramiko.ServerInterface):
     """Logs in one key as root; runs `sha256sum` on the served files and nothing else."""
 
-    def __init__(self, client_key: paramiko.PKey, source: HostileSource) -> None:
+    def __init__(self, client_key: paramiko.PKey | None, source: HostileSource) -> None:
         self.client_key = client_key
         self.source = source
 
@@ -170,6 +170,8 @@ class _Server(paramiko.ServerInterface):
         return "publickey"
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        if self.client_key is None:  # the source lets any key in: it is the one lying here
+            return AUTH_SUCCESSFUL
         if username == USER and key.get_base64() == self.client_key.get_base64():
             return AUTH_SUCCESSFUL
         return AUTH_FAILED
@@ -200,12 +202,15 @@ class _Server(paramiko.ServerInterface):
 
 @dataclass
 class HostileServer:
-    """The server, listening on `HOST` on a free port, and a key it lets in."""
+    """The server, listening on `host` (a free port unless told), and the key it lets in
+    (any key when `any_key`)."""
 
     source: HostileSource
     host_key: RunKey = field(default_factory=key_pair_make)
     client_key: RunKey = field(default_factory=key_pair_make)
     port: int = 0
+    host: str = HOST
+    any_key: bool = False
     listener: socket.socket | None = None
     transports: list[paramiko.Transport] = field(default_factory=list)
 
@@ -221,7 +226,7 @@ class HostileServer:
         )
 
     def start(self) -> None:
-        self.listener = socket.create_server((HOST, 0))
+        self.listener = socket.create_server((self.host, self.port))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -235,8 +240,12 @@ class HostileServer:
             transport = paramiko.Transport(connection)
             transport.add_server_key(self.host_key.private)
             transport.set_subsystem_handler("sftp", paramiko.SFTPServer, _SFTP, self.source)
-            transport.start_server(server=_Server(self.client_key.private, self.source))
             self.transports.append(transport)
+            client_key = None if self.any_key else self.client_key.private
+            try:
+                transport.start_server(server=_Server(client_key, self.source))
+            except (paramiko.SSHException, EOFError):
+                continue  # a port check: it connected and went
 
     def stop(self) -> None:
         if self.listener is not None:

@@ -94,12 +94,4 @@ def _check_copier_url(admin: MySQLURL, copier: MySQLURL) -> None:
 
 
 def _connect(url: MySQLURL) -> pymysql.connections.Connection:
-    return pymysql.connect(
-        host=url.host,
-        port=url.port,
-        user=url.user,
-        password=url.password,
-        charset="utf8mb4",
-        autocommit=True,
-        connect_timeout=5,
-    )
+    return pymysql.connect(**url.login(), charset="utf8mb4", autocommit=True, connect_timeout=5)
