@@ -66,11 +66,13 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    pending: bool = False
+    """Not run yet: it waits for the administrator (the password check, for the certificate)."""
 
     @property
     def refused_password(self) -> bool:
         """Whether this is the password check and the source refused the password."""
-        return self.name == PASSWORD_CHECK and not self.ok and self.detail != PASSWORD_NOT_SENT
+        return self.name == PASSWORD_CHECK and not self.ok and not self.pending
 
 
 def own_addresses() -> set[str]:
@@ -227,6 +229,7 @@ def password_pending() -> Check:
         PASSWORD_NOT_SENT,
         "Compare the certificate's fingerprint with the one on the source's console and "
         "confirm it: only then is the password sent, and only to that certificate.",
+        pending=True,
     )
 
 

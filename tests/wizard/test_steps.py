@@ -370,6 +370,8 @@ def test_the_password_goes_out_only_after_the_fingerprint_is_confirmed(
     assert "Confirm the source's certificate" in page
     assert "AA:11" in page
     assert "not sent yet" in page
+    assert "The source answered: confirm its certificate above to go on." in page
+    assert "Some checks failed" not in page
     assert staff_client.get("/wizard/source-info/")["Location"] == "/wizard/source/"
 
     response = staff_client.post("/wizard/source/confirm/", {})
