@@ -5,19 +5,25 @@ data database through a per-run account, always at the run's source address and 
 certificate of its server from the peer API pinned) and remembers what the operation did, in the
 control database, so that a run resumed on another worker knows it too. `Progress` writes
 figures and an ETA from measured speed, at most twice a second, and notices when another worker
-took the run over (the fencing counter), stopping this one.
+took the run over (the fencing counter), stopping this one. `heartbeat_kept` beats on a timer for
+as long as an operation runs, so a long blocking call (a reboot, a big query) does not look like
+a dead worker.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -58,12 +64,67 @@ def heartbeat(run_id: int, fence: int) -> None:
         raise Fenced(f"run {run_id} was taken over by another worker")
 
 
+def heartbeat_interval() -> float:
+    """How often a running operation's timer beats: well within the stale limit."""
+    return max(0.2, float(settings.MIGRATION_HEARTBEAT_STALE) / 5)
+
+
+class HeartbeatThread(threading.Thread):
+    """Beats for the run every `interval` seconds until stopped; once the run is found fenced it
+    sets `fenced` and stops, so the operation's next progress or memory write raises Fenced."""
+
+    def __init__(self, run_id: int, fence: int, fenced: threading.Event, interval: float) -> None:
+        super().__init__(name=f"heartbeat-run-{run_id}", daemon=True)
+        self.run_id = run_id
+        self.fence = fence
+        self.fenced = fenced
+        self.interval = interval
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.wait(self.interval):
+                if not self._beat():
+                    return
+        finally:
+            connection.close()  # this thread's own connection
+
+    def _beat(self) -> bool:
+        """One beat; False once the run is fenced."""
+        try:
+            heartbeat(self.run_id, self.fence)
+        except Fenced:
+            logger.info("run %s: fenced; the heartbeat stops", self.run_id)
+            self.fenced.set()
+            return False
+        except Exception:
+            logger.exception("run %s: heartbeat failed; trying again", self.run_id)
+            connection.close()
+        return True
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=self.interval + 10)
+
+
+@contextmanager
+def heartbeat_kept(run_id: int, fence: int, fenced: threading.Event) -> Iterator[None]:
+    """Keep the run's heartbeat fresh while the block runs (see `HeartbeatThread`)."""
+    beats = HeartbeatThread(run_id, fence, fenced, heartbeat_interval())
+    beats.start()
+    try:
+        yield
+    finally:
+        beats.stop()
+
+
 @dataclass
 class Progress:
     """Writes an operation's progress (fraction, figures, ETA) and keeps the run's heartbeat."""
 
     state: OperationState
     fence: int
+    fenced: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
     written_at: float = 0.0
 
@@ -77,6 +138,8 @@ class Progress:
         force: bool = False,
     ) -> None:
         """Record how far the operation is (0..1); cheap to call often."""
+        if self.fenced.is_set():
+            raise Fenced(f"run {self.state.run_id} was taken over by another worker")
         now = time.monotonic()
         if not force and now - self.written_at < PROGRESS_INTERVAL:
             return
@@ -127,6 +190,7 @@ class RunContext:
         self.run = run
         self.state = state
         self.fence = fence
+        self.fenced = threading.Event()  # set by the heartbeat timer once the run is fenced
         self._peer: PeerClient | None = None
 
     @property
@@ -135,6 +199,8 @@ class RunContext:
 
     def remember(self, **values: Any) -> None:
         """Record facts about this operation's work at once (they survive a crash)."""
+        if self.fenced.is_set():
+            raise Fenced(f"run {self.run.id} was taken over by another worker")
         heartbeat(self.run.id, self.fence)
         self.state.memory = {**self.state.memory, **values}
         OperationState.objects.filter(id=self.state.id).update(memory=self.state.memory)

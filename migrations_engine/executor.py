@@ -19,7 +19,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from appliance.backup import backup_get, backup_restore
-from migrations_engine.context import Fenced, Progress, RunContext, run_log
+from migrations_engine import lifecycle
+from migrations_engine.context import Fenced, Progress, RunContext, heartbeat_kept, run_log
 from migrations_engine.models import (
     ACTIVE_STATUSES,
     MigrationRun,
@@ -78,12 +79,7 @@ def run_start(run: MigrationRun, *, dispatch: bool = True) -> None:
         run_plan(run)
     try:
         with transaction.atomic():
-            updated = MigrationRun.objects.filter(id=run.id, status=RunStatus.DRAFT).update(
-                status=RunStatus.QUEUED,
-                active=True,
-                started_at=timezone.now(),
-                heartbeat_at=timezone.now(),  # the sweeper waits this long before sending again
-            )
+            updated = lifecycle.run_queue(run.id)
     except IntegrityError:
         other = MigrationRun.objects.filter(active=True).first()
         raise RunRefused(
@@ -114,13 +110,9 @@ def run_claim(run_id: int, worker: str) -> tuple[MigrationRun, int] | None:
         held = (
             run.status == RunStatus.RUNNING and run.heartbeat_at and run.heartbeat_at > stale_before
         )
-        if held:
+        if held or not lifecycle.run_take(run.id, fence=run.fence, worker=worker):
             return None
-        run.fence += 1
-        run.status = RunStatus.RUNNING
-        run.worker = worker
-        run.heartbeat_at = timezone.now()
-        run.save(update_fields=["fence", "status", "worker", "heartbeat_at"])
+    run.refresh_from_db()
     run_log(run.id, f"run taken by worker {worker} (fence {run.fence})")
     return run, run.fence
 
@@ -162,7 +154,8 @@ def _operation_execute(run: MigrationRun, state: OperationState, fence: int) -> 
     state.refresh_from_db()
     run_log(run.id, f"{state.label}: started" + (" again" if state.attempts > 1 else ""))
     context = RunContext(run, state, fence)
-    result = operation.run(context, Progress(state, fence))
+    with heartbeat_kept(run.id, fence, context.fenced):
+        result = operation.run(context, Progress(state, fence, fenced=context.fenced))
     OperationState.objects.filter(id=state.id).update(
         status=OperationStatus.SUCCEEDED,
         fraction=1.0,
@@ -178,18 +171,21 @@ def _run_succeed(run: MigrationRun, fence: int) -> None:
     from migrations_engine.report import report_build
 
     run.refresh_from_db()
-    run.status = RunStatus.SUCCEEDED
-    run.finished_at = timezone.now()
-    run.report = report_build(run)
-    run.active = None
-    run.current_operation = ""
-    run.save(update_fields=["report", "status", "finished_at", "active", "current_operation"])
+    # The report describes the run as it is once completed (status and end time).
+    run.status, run.finished_at = RunStatus.SUCCEEDED, timezone.now()
+    report = report_build(run)
+    if not lifecycle.run_succeed(run.id, fence=fence, report=report, finished_at=run.finished_at):
+        raise Fenced(f"run {run.id} was taken over or given up before it could complete")
+    run.refresh_from_db()
     secrets_forget(run)
     run_log(run.id, "Migration was successfully completed")
 
 
 def _run_fail(run: MigrationRun, fence: int, error: str, fix: str) -> None:
     """Stop the run: record why, undo what must not stay, revoke what the source handed out."""
+    if not MigrationRun.objects.filter(id=run.id, fence=fence).exists():
+        logger.info("run %s: given up or taken over meanwhile; its failure is not recorded", run.id)
+        return
     failed = run.operations.filter(status=OperationStatus.RUNNING).first()
     if failed is not None:
         OperationState.objects.filter(id=failed.id).update(
@@ -198,9 +194,9 @@ def _run_fail(run: MigrationRun, fence: int, error: str, fix: str) -> None:
         run_log(run.id, f"{failed.label}: FAILED: {error}")
     _undo(run, fence, include_failed=True)
     _revoke_quietly(run)
-    MigrationRun.objects.filter(id=run.id, fence=fence).update(
-        status=RunStatus.FAILED, error=error, fix=fix, active=None, finished_at=timezone.now()
-    )
+    if not lifecycle.run_fail(run.id, fence=fence, error=error, fix=fix):
+        logger.info("run %s: given up or taken over while it was undone", run.id)
+        return
     run_log(run.id, f"run failed: {error} | what to do: {fix}")
 
 
@@ -244,14 +240,8 @@ def run_resume(run: MigrationRun, *, dispatch: bool = True) -> None:
         raise RunRefused("Only a failed run can be resumed.")
     try:
         with transaction.atomic():
-            MigrationRun.objects.filter(id=run.id).update(
-                status=RunStatus.QUEUED,
-                active=True,
-                error="",
-                fix="",
-                finished_at=None,
-                heartbeat_at=timezone.now(),
-            )
+            if not lifecycle.run_requeue(run.id):
+                raise RunRefused("Only a failed run can be resumed.")
             run.operations.exclude(status=OperationStatus.SUCCEEDED).update(
                 status=OperationStatus.PENDING, stalled=False
             )
@@ -263,15 +253,18 @@ def run_resume(run: MigrationRun, *, dispatch: bool = True) -> None:
 
 
 def run_abandon(run: MigrationRun) -> None:
-    """Give a failed run up: undo what can be undone and forget its secrets."""
+    """Give a failed run up, once: raise its fence (a worker still holding it is turned away),
+    undo what can be undone and forget its secrets. `run` is refreshed."""
     if run.status not in (RunStatus.FAILED, RunStatus.DRAFT):
         raise RunRefused("Only a failed or unstarted run can be abandoned.")
-    if run.status == RunStatus.FAILED:
+    was = run.status
+    if not lifecycle.run_abandon_mark(run.id, fence=run.fence):
+        run.refresh_from_db()
+        raise RunRefused("This run changed meanwhile (resumed or given up already); look again.")
+    run.refresh_from_db()
+    if was == RunStatus.FAILED:
         _undo(run, run.fence, include_failed=True)
         _revoke_quietly(run)
-    MigrationRun.objects.filter(id=run.id).update(
-        status=RunStatus.ABANDONED, active=None, finished_at=timezone.now()
-    )
     secrets_forget(run)
     run_log(run.id, "run abandoned")
 
@@ -316,9 +309,8 @@ def run_start_over(run: MigrationRun) -> str:
     run, and close it so that a new run can begin. Returns the backup restored ('' if none)."""
     stale_before = timezone.now() - timedelta(seconds=settings.MIGRATION_HEARTBEAT_STALE)
     if run.status in ACTIVE_STATUSES:
-        if run.heartbeat_at and run.heartbeat_at > stale_before:
+        if not lifecycle.run_give_up_stale(run.id, stale_before=stale_before):
             raise RunRefused("This migration is running; wait until it ends or fails.")
-        MigrationRun.objects.filter(id=run.id).update(status=RunStatus.FAILED, active=None)
         run.refresh_from_db()
     if run.status == RunStatus.SUCCEEDED:
         raise RunRefused("This migration completed; there is nothing to start over.")
@@ -332,6 +324,6 @@ def run_start_over(run: MigrationRun) -> str:
         licence_moved = licence is not None and licence.status != OperationStatus.PENDING
         backup_restore(backup_get(backup_id), keep_licence=licence_moved)
         run_log(run.id, f"this system is back to backup {backup_id}")
-    MigrationRun.objects.filter(id=run.id).update(closed_at=timezone.now())
+    lifecycle.run_close_mark(run.id)
     run_log(run.id, "started over: a new migration can begin")
     return backup_id

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from appliance import services as node_services
 from migrations_engine.executor import RunRefused, run_abandon, run_plan, run_start
+from migrations_engine.lifecycle import draft_save, run_close_mark
 from migrations_engine.models import MigrationRun, RunStatus
 from migrations_engine.peer_client import PeerClient, certificate_fingerprint, fetch_certificate
 from migrations_engine.plan import licence_migration_refusal
@@ -172,7 +173,7 @@ def _checks_keep(
     run.checked_at = timezone.now()
     if info is not None:
         run.source_info = info
-    run.save()
+    draft_save(run)
     if any(check.name == PASSWORD_CHECK and check.refused_password for check in checks):
         secret_forget(run, "admin_password")
     else:
@@ -224,7 +225,7 @@ def draft_options_set(
     run.tables = tables
     run.accounts = accounts
     run.options_chosen = True
-    run.save()
+    draft_save(run)
     run_plan(run)
 
 
@@ -293,7 +294,11 @@ def _require_draft(
 def run_close(run: MigrationRun) -> None:
     """The administrator is done with this run (a finished one, or a draft given up)."""
     if run.status in (RunStatus.DRAFT, RunStatus.FAILED):
-        run_abandon(run)
+        try:
+            run_abandon(run)
+        except RunRefused as error:
+            raise PreparationError(str(error)) from None
     elif not run.is_finished:
         raise PreparationError("A migration in progress cannot be closed.")
-    MigrationRun.objects.filter(id=run.id).update(closed_at=timezone.now())
+    if not run_close_mark(run.id):
+        raise PreparationError("A migration in progress cannot be closed.")

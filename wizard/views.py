@@ -297,7 +297,8 @@ def start_over(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 def _abandon_and_close(run: MigrationRun) -> None:
-    executor.run_abandon(run)
+    """Abandon the run once (undo, revoke), then close it."""
+    executor.run_abandon(run)  # refreshes `run`: closing it does not abandon it again
     run_close(run)
 
 

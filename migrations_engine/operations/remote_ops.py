@@ -7,11 +7,13 @@ the host key pinned, and revoked when the operation ends, whatever happens.
 from __future__ import annotations
 
 import gzip
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from migrations_engine.accounts import (
     UnsafeName,
@@ -31,7 +33,7 @@ from migrations_engine.operations.system_ops import (
     wait_until_web_down,
 )
 from migrations_engine.plan import PlanFacts
-from migrations_engine.remote.errors import RemoteError
+from migrations_engine.remote.errors import RemoteError, SourceDidNotReturn
 from migrations_engine.remote.hashing import local_sha256
 from migrations_engine.remote.listing import name_shown
 from migrations_engine.remote.progress import CopyProgress
@@ -74,7 +76,10 @@ class RebootSystems(Operation):
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
         result: dict[str, Any] = {}
         if not context.memory.get("source_rebooted"):
-            result["source_seconds"] = self._reboot_source(context, progress)
+            if context.memory.get("source_reboot_started_at"):  # asked before: never twice
+                result["source_seconds"] = self._wait_for_source(context, progress)
+            else:
+                result["source_seconds"] = self._reboot_source(context, progress)
             context.remember(source_rebooted=True)
         progress.update(0.5, message="rebooting this system", force=True)
         if not context.memory.get("local_reboot_requested"):
@@ -92,6 +97,7 @@ class RebootSystems(Operation):
         progress.update(0.1, message="rebooting the source", force=True)
         try:
             with ssh_session(context.peer(), context.run.peer_ref) as session:
+                context.remember(source_reboot_started_at=timezone.now().isoformat())
                 outcome = reboot_and_wait(
                     session.client,
                     command,
@@ -100,10 +106,34 @@ class RebootSystems(Operation):
                     check=lambda: self._source_answers(context),
                 )
                 outcome.client.close()
+        except SourceDidNotReturn as error:
+            raise remote_failure(error) from error  # it may be rebooting: a resume waits
         except RemoteError as error:
+            if context.memory.get("source_reboot_started_at"):
+                context.remember(source_reboot_started_at="")  # the command did not run
             raise remote_failure(error) from error
         context.log(f"the source is back after {outcome.seconds:.0f} s")
         return round(outcome.seconds, 1)
+
+    def _wait_for_source(self, context: RunContext, progress: Progress) -> float:
+        """The source's reboot was asked for by an earlier attempt: wait until it answers
+        again rather than rebooting it a second time."""
+        context.log("the source's reboot was asked for before; waiting for it to answer")
+        progress.update(0.1, message="waiting for the source to come back", force=True)
+        started = time.monotonic()
+        deadline = started + settings.MIGRATION_REBOOT_LIMIT
+        while time.monotonic() < deadline:
+            if self._source_answers(context):
+                seconds = time.monotonic() - started
+                context.log(f"the source answers again after {seconds:.0f} s of waiting")
+                return round(seconds, 1)
+            progress.update(0.1, message="waiting for the source to come back")
+            time.sleep(2)
+        raise OperationFailed(
+            f"The source did not answer within {settings.MIGRATION_REBOOT_LIMIT} s after its "
+            "reboot was asked for.",
+            "Look at the source on its console; Resume once it is back.",
+        )
 
     @staticmethod
     def _source_answers(context: RunContext) -> bool:

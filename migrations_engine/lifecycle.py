@@ -1,0 +1,166 @@
+"""The one owner of a run's state: its status, its active slot, `finished_at` and `closed_at`.
+
+Every change is one conditional UPDATE from the statuses the run may come from, and, when a
+worker makes it, checked against the fencing counter that worker holds. A change that finds the
+run elsewhere (another worker took it, the administrator abandoned it) does nothing and says so,
+so a worker that comes back late cannot undo what happened meanwhile. Giving a run up (abandon,
+start-over) raises the counter, which fences out any worker still holding it.
+
+Nothing else writes these fields; a draft's other fields are saved with `draft_save`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from migrations_engine.models import ACTIVE_STATUSES, MigrationRun, RunStatus
+
+LIFECYCLE_FIELDS = frozenset({"status", "active", "finished_at", "closed_at", "fence"})
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ABANDONED)
+
+
+def run_transition(
+    run_id: int,
+    *,
+    to: str | None,
+    from_statuses: Iterable[str],
+    fence: int | None = None,
+    where: Q | None = None,
+    raise_fence: bool = False,
+    **fields: Any,
+) -> bool:
+    """Move the run to status `to` (None: keep it) if it is in one of `from_statuses` (and, when
+    given, still at `fence` and matching `where`), writing `fields` too and raising the fence
+    when asked; whether it moved."""
+    runs = MigrationRun.objects.filter(id=run_id, status__in=list(from_statuses))
+    if fence is not None:
+        runs = runs.filter(fence=fence)
+    if where is not None:
+        runs = runs.filter(where)
+    if to is not None:
+        fields["status"] = to
+    if raise_fence:
+        fields["fence"] = F("fence") + 1
+    return bool(runs.update(**fields))
+
+
+def run_queue(run_id: int) -> bool:
+    """A draft is queued for the workers and takes this system's active slot (IntegrityError
+    when another run holds it)."""
+    now = timezone.now()
+    return run_transition(
+        run_id,
+        to=RunStatus.QUEUED,
+        from_statuses=[RunStatus.DRAFT],
+        active=True,
+        started_at=now,
+        heartbeat_at=now,  # the sweeper waits this long before sending again
+    )
+
+
+def run_take(run_id: int, *, fence: int, worker: str) -> bool:
+    """A worker takes a queued or running run over from the holder of `fence`, raising it."""
+    return run_transition(
+        run_id,
+        to=RunStatus.RUNNING,
+        from_statuses=ACTIVE_STATUSES,
+        fence=fence,
+        worker=worker,
+        heartbeat_at=timezone.now(),
+        raise_fence=True,
+    )
+
+
+def run_succeed(run_id: int, *, fence: int, report: dict[str, Any], finished_at: datetime) -> bool:
+    """The worker holding `fence` completed the run: it leaves the active slot."""
+    return run_transition(
+        run_id,
+        to=RunStatus.SUCCEEDED,
+        from_statuses=[RunStatus.RUNNING],
+        fence=fence,
+        report=report,
+        active=None,
+        current_operation="",
+        finished_at=finished_at,
+    )
+
+
+def run_fail(run_id: int, *, fence: int, error: str, fix: str) -> bool:
+    """The worker holding `fence` stopped the run on an error: it leaves the active slot."""
+    return run_transition(
+        run_id,
+        to=RunStatus.FAILED,
+        from_statuses=ACTIVE_STATUSES,
+        fence=fence,
+        error=error,
+        fix=fix,
+        active=None,
+        finished_at=timezone.now(),
+    )
+
+
+def run_requeue(run_id: int) -> bool:
+    """A failed run goes back to the workers (IntegrityError when another run holds the slot)."""
+    return run_transition(
+        run_id,
+        to=RunStatus.QUEUED,
+        from_statuses=[RunStatus.FAILED],
+        active=True,
+        error="",
+        fix="",
+        finished_at=None,
+        heartbeat_at=timezone.now(),
+    )
+
+
+def run_give_up_stale(run_id: int, *, stale_before: datetime) -> bool:
+    """A run no live worker holds (heartbeat older than `stale_before`) counts as failed; the
+    fence is raised, so a worker that comes back late is turned away."""
+    stale = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before)
+    return run_transition(
+        run_id,
+        to=RunStatus.FAILED,
+        from_statuses=ACTIVE_STATUSES,
+        where=stale,
+        active=None,
+        raise_fence=True,
+    )
+
+
+def run_abandon_mark(run_id: int, *, fence: int) -> bool:
+    """A failed or unstarted run is given up, once: the fence is raised past `fence`."""
+    return run_transition(
+        run_id,
+        to=RunStatus.ABANDONED,
+        from_statuses=[RunStatus.FAILED, RunStatus.DRAFT],
+        fence=fence,
+        active=None,
+        finished_at=timezone.now(),
+        raise_fence=True,
+    )
+
+
+def run_close_mark(run_id: int) -> bool:
+    """The administrator is done with a finished run: a new one may begin."""
+    return run_transition(
+        run_id, to=None, from_statuses=FINISHED_STATUSES, closed_at=timezone.now()
+    )
+
+
+def draft_save(run: MigrationRun) -> None:
+    """Save what a draft's preparation changed, never its lifecycle fields (a new draft is
+    created whole)."""
+    if run.pk is None:
+        run.save()
+        return
+    fields = [
+        field.name
+        for field in MigrationRun._meta.concrete_fields
+        if not field.primary_key and field.name not in LIFECYCLE_FIELDS
+    ]
+    run.save(update_fields=fields)
