@@ -14,26 +14,12 @@ from migrations_engine import executor
 from migrations_engine.context import Fenced, heartbeat
 from migrations_engine.models import MigrationRun, RunSecret, RunStatus
 from migrations_engine.secrets import SecretMissing, secret_get, secret_put, secrets_forget
+from tests.engine import runs
 
 pytestmark = pytest.mark.django_db(databases=["default", "data"], transaction=True)
 
-STANDALONE_INFO = {"server_role": "standalone", "host_name": "old", "domain_name": "acme.test"}
-
-
-@pytest.fixture(autouse=True)
-def no_dispatch(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record what would be sent to the workers instead of sending it."""
-    sent: list[int] = []
-    monkeypatch.setattr(executor, "_dispatch", sent.append)
-    return sent
-
-
-def new_run(**fields: Any) -> MigrationRun:
-    run = MigrationRun.objects.create(
-        source_address="127.0.0.2", source_info=STANDALONE_INFO, **fields
-    )
-    executor.run_plan(run)
-    return run
+no_dispatch = pytest.fixture(autouse=True)(runs.no_dispatch)
+new_run = runs.new_run
 
 
 def test_a_second_run_is_refused_while_one_is_in_progress(no_dispatch: list[int]) -> None:

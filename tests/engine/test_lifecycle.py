@@ -19,32 +19,13 @@ from migrations_engine.models import MigrationRun, OperationStatus, RunStatus
 from migrations_engine.operations import OPERATION_BY_NAME, remote_ops
 from migrations_engine.operations.remote_ops import RebootSystems
 from migrations_engine.remote.errors import SourceDidNotReturn
+from tests.engine import runs
 from wizard.views import _abandon_and_close
 
 pytestmark = pytest.mark.django_db(databases=["default", "data"], transaction=True)
 
-STANDALONE_INFO = {
-    "server_role": "standalone",
-    "host_name": "old",
-    "domain_name": "acme.test",
-    "commands": {"reboot": "reboot"},
-}
-
-
-@pytest.fixture(autouse=True)
-def no_dispatch(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record what would be sent to the workers instead of sending it."""
-    sent: list[int] = []
-    monkeypatch.setattr(executor, "_dispatch", sent.append)
-    return sent
-
-
-def new_run(**fields: Any) -> MigrationRun:
-    run = MigrationRun.objects.create(
-        source_address="127.0.0.2", source_info=STANDALONE_INFO, **fields
-    )
-    executor.run_plan(run)
-    return run
+no_dispatch = pytest.fixture(autouse=True)(runs.no_dispatch)
+new_run = runs.new_run
 
 
 def claimed_run(**fields: Any) -> tuple[MigrationRun, int]:
