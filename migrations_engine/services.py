@@ -28,6 +28,7 @@ from migrations_engine.preflight import (
     source_address_check,
 )
 from migrations_engine.secrets import SecretMissing, secret_forget, secret_get, secret_put
+from migrations_engine.steps import step_missing
 
 
 class PreparationError(Exception):
@@ -215,7 +216,7 @@ def draft_options_set(
     accounts: list[str] | None = None,
 ) -> None:
     """Keep the chosen options and plan the run for them."""
-    _require_draft(run, checks=True, fingerprint=True)
+    _require_step(run, "options")
     options_check(
         run.source_info, migrate_licence=migrate_licence, tables=tables, accounts=accounts
     )
@@ -260,7 +261,7 @@ def options_check(
 
 def draft_execute(run: MigrationRun, *, typed_name: str) -> None:
     """Start the run once the administrator typed the source's host name to confirm."""
-    _require_draft(run, checks=True, fingerprint=True, options=True)
+    _require_step(run, "confirmation")
     typed = typed_name.strip().lower()
     names = {run.source_info.get("host_name", "").lower(), run.source_name.lower()}
     if not typed or typed not in names:
@@ -278,17 +279,10 @@ def draft_execute(run: MigrationRun, *, typed_name: str) -> None:
         raise PreparationError(str(error)) from None
 
 
-def _require_draft(
-    run: MigrationRun, *, checks: bool = False, fingerprint: bool = False, options: bool = False
-) -> None:
-    if run.status != RunStatus.DRAFT:
-        raise PreparationError("This migration has started; its preparation cannot change.")
-    if checks and not run.checks_passed:
-        raise PreparationError("The source has not passed every check yet.")
-    if fingerprint and not run.fingerprint_confirmed:
-        raise PreparationError("Confirm the source's certificate fingerprint first.")
-    if options and not run.options_chosen:
-        raise PreparationError("Choose the options first.")
+def _require_step(run: MigrationRun, name: str) -> None:
+    """PreparationError unless the run in preparation has reached this step."""
+    if missing := step_missing(run, name):
+        raise PreparationError(missing)
 
 
 def run_close(run: MigrationRun) -> None:
