@@ -7,6 +7,9 @@ so a worker that comes back late cannot undo what happened meanwhile. Giving a r
 start-over) raises the counter, which fences out any worker still holding it.
 
 Nothing else writes these fields; a draft's other fields are saved with `draft_save`.
+
+A rehearsal (dry run) is a job of the same kind with its own row: its status, active slot,
+fence, heartbeat, progress and outcome are written here too, the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from typing import Any
 from django.db.models import F, Q
 from django.utils import timezone
 
-from migrations_engine.models import ACTIVE_STATUSES, MigrationRun, RunStatus
+from migrations_engine.models import (
+    ACTIVE_STATUSES,
+    REHEARSAL_ACTIVE_STATUSES,
+    MigrationRun,
+    Rehearsal,
+    RehearsalStatus,
+    RunStatus,
+)
 
 LIFECYCLE_FIELDS = frozenset({"status", "active", "finished_at", "closed_at", "fence"})
 FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ABANDONED)
@@ -149,6 +159,112 @@ def run_close_mark(run_id: int) -> bool:
     """The administrator is done with a finished run: a new one may begin."""
     return run_transition(
         run_id, to=None, from_statuses=FINISHED_STATUSES, closed_at=timezone.now()
+    )
+
+
+def rehearsal_transition(
+    rehearsal_id: int,
+    *,
+    to: str | None,
+    from_statuses: Iterable[str],
+    fence: int | None = None,
+    where: Q | None = None,
+    raise_fence: bool = False,
+    **fields: Any,
+) -> bool:
+    """Move the rehearsal to status `to` (None: keep it) as `run_transition` moves a run."""
+    rehearsals = Rehearsal.objects.filter(id=rehearsal_id, status__in=list(from_statuses))
+    if fence is not None:
+        rehearsals = rehearsals.filter(fence=fence)
+    if where is not None:
+        rehearsals = rehearsals.filter(where)
+    if to is not None:
+        fields["status"] = to
+    if raise_fence:
+        fields["fence"] = F("fence") + 1
+    return bool(rehearsals.update(**fields))
+
+
+def rehearsal_queue(run_id: int) -> Rehearsal:
+    """A new rehearsal of the run, queued; it takes this system's rehearsal slot (IntegrityError
+    when another rehearsal holds it)."""
+    now = timezone.now()
+    return Rehearsal.objects.create(
+        run_id=run_id, active=True, heartbeat_at=now, message="waiting for a worker"
+    )
+
+
+def rehearsal_take(rehearsal_id: int, *, fence: int, worker: str) -> bool:
+    """A worker takes a queued rehearsal from `fence`, raising it (a second delivery finds it
+    running and does nothing)."""
+    now = timezone.now()
+    return rehearsal_transition(
+        rehearsal_id,
+        to=RehearsalStatus.RUNNING,
+        from_statuses=[RehearsalStatus.QUEUED],
+        fence=fence,
+        worker=worker,
+        heartbeat_at=now,
+        started_at=now,
+        message="starting",
+        raise_fence=True,
+    )
+
+
+def rehearsal_beat(rehearsal_id: int, *, fence: int, **progress: Any) -> bool:
+    """The worker holding `fence` still runs the rehearsal (with its `progress`: fraction,
+    message); False once it no longer holds it."""
+    return rehearsal_transition(
+        rehearsal_id,
+        to=None,
+        from_statuses=[RehearsalStatus.RUNNING],
+        fence=fence,
+        heartbeat_at=timezone.now(),
+        **progress,
+    )
+
+
+def rehearsal_done(rehearsal_id: int, *, fence: int, outcome: dict[str, Any]) -> bool:
+    """The worker holding `fence` completed the rehearsal: its outcome is kept."""
+    return rehearsal_transition(
+        rehearsal_id,
+        to=RehearsalStatus.DONE,
+        from_statuses=[RehearsalStatus.RUNNING],
+        fence=fence,
+        outcome=outcome,
+        fraction=1.0,
+        message="done",
+        active=None,
+        finished_at=timezone.now(),
+    )
+
+
+def rehearsal_fail(rehearsal_id: int, *, fence: int, error: str) -> bool:
+    """The worker holding `fence` stopped the rehearsal on an error."""
+    return rehearsal_transition(
+        rehearsal_id,
+        to=RehearsalStatus.FAILED,
+        from_statuses=REHEARSAL_ACTIVE_STATUSES,
+        fence=fence,
+        error=error,
+        active=None,
+        finished_at=timezone.now(),
+    )
+
+
+def rehearsal_give_up_stale(rehearsal_id: int, *, stale_before: datetime, error: str) -> bool:
+    """A running rehearsal no live worker holds (heartbeat older than `stale_before`) ends
+    failed with `error`; the fence is raised, so a worker that comes back late is turned away."""
+    stale = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before)
+    return rehearsal_transition(
+        rehearsal_id,
+        to=RehearsalStatus.FAILED,
+        from_statuses=[RehearsalStatus.RUNNING],
+        where=stale,
+        error=error,
+        active=None,
+        finished_at=timezone.now(),
+        raise_fence=True,
     )
 
 

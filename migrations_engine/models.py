@@ -48,9 +48,6 @@ class MigrationRun(models.Model):
     checked_at = models.DateTimeField(null=True, blank=True)
     fingerprint_confirmed = models.BooleanField(default=False)
     options_chosen = models.BooleanField(default=False)
-    rehearsal = models.JSONField(
-        default=dict, blank=True, help_text="the dry run: status, progress, then its outcome"
-    )
 
     swap_configuration = models.BooleanField(default=False)
     migrate_licence = models.BooleanField(default=False)
@@ -118,6 +115,57 @@ class MigrationRun(models.Model):
         """The source's fully qualified host name."""
         info = self.source_info
         return ".".join(part for part in (info.get("host_name"), info.get("domain_name")) if part)
+
+
+class RehearsalStatus(models.TextChoices):
+    """Where a rehearsal stands."""
+
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Running"
+    DONE = "done", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class Rehearsal(models.Model):
+    """One rehearsal (dry run) of a prepared run: a job of its own, claimed by one worker.
+
+    Like a run, its state changes only through `lifecycle` (each a conditional UPDATE checked
+    against its fence), it keeps a heartbeat while it runs, and the sweeper ends it failed when
+    its worker stopped. Only one rehearsal at a time on this system (they share the scratch
+    database): `active` is True while it is queued or running. A run's last rehearsal is the one
+    the wizard shows.
+    """
+
+    run = models.ForeignKey(MigrationRun, related_name="rehearsals", on_delete=models.CASCADE)
+    status = models.CharField(
+        max_length=10, choices=RehearsalStatus.choices, default=RehearsalStatus.QUEUED
+    )
+    active = models.BooleanField(
+        null=True, unique=True, editable=False, help_text="True while queued or running"
+    )
+    fence = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=190, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    fraction = models.FloatField(default=0.0)
+    message = models.CharField(max_length=300, blank=True)
+    outcome = models.JSONField(
+        default=dict, blank=True, help_text="what the real run would do and how long"
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"rehearsal {self.pk} of run {self.run_id} ({self.status})"
+
+    @property
+    def is_going(self) -> bool:
+        """Whether it is queued or running (the page keeps polling)."""
+        return self.status in REHEARSAL_ACTIVE_STATUSES
+
+
+REHEARSAL_ACTIVE_STATUSES = (RehearsalStatus.QUEUED, RehearsalStatus.RUNNING)
 
 
 class OperationStatus(models.TextChoices):

@@ -5,33 +5,55 @@ per table, as the real copy does), measures the speed, estimates how long the re
 take, and lists what would be migrated and what would not, with the reason. The source is not
 put in maintenance mode, neither system's configuration changes, and the scratch database is
 removed at the end, whatever happens.
+
+A rehearsal is a job like a run (the `Rehearsal` row): a worker claims it, keeps its heartbeat
+while it runs, and every change of its state goes through `lifecycle`, checked against its
+fence. An error of any kind ends it failed with the reason; the sweeper ends failed one whose
+worker stopped, so a new rehearsal can start.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from appliance import services as node_services
 from config.env import MySQLURL
+from migrations_engine import lifecycle
 from migrations_engine.context import (
     PROGRESS_INTERVAL,
+    Fenced,
+    HeartbeatThread,
     copier_database,
+    heartbeat_interval,
     run_log,
     source_database_url,
 )
 from migrations_engine.datacopy import CopyError, ProgressEvent, copy_database, copy_forget
 from migrations_engine.executor import run_facts
-from migrations_engine.models import MigrationRun, RunStatus
+from migrations_engine.models import (
+    REHEARSAL_ACTIVE_STATUSES,
+    MigrationRun,
+    Rehearsal,
+    RehearsalStatus,
+    RunStatus,
+)
 from migrations_engine.peer_client import PeerClient, PeerError
 from migrations_engine.plan import plan_build
 from migrations_engine.secrets import SecretMissing, secret_get
 from migrations_engine.services import licence_refusal
 
+logger = logging.getLogger(__name__)
 SCRATCH_SUFFIX = "_rehearsal"
 STEP_SECONDS = 3.0
 """What one operation without bulk work (settings, maintenance, certificates...) takes, about."""
@@ -39,6 +61,11 @@ REBOOT_SECONDS = 120.0
 """What rebooting both systems takes, about (a swap only)."""
 LOG_BYTES_PER_SECOND = 25e6
 """Traffic log copy speed over SFTP, as measured on the reference machine."""
+
+WORKER_STOPPED = (
+    "The worker running the rehearsal stopped (killed or restarted). Nothing was changed on "
+    "either system; rehearse again."
+)
 
 Report = Callable[[float, str], None]
 
@@ -189,40 +216,152 @@ def _revoke(client: PeerClient, ref: str) -> None:
         pass  # the account expires on the source anyway
 
 
-def rehearsal_start(run: MigrationRun) -> None:
-    """Queue the rehearsal of a prepared run on the workers; its state lives on the run."""
-    if run.status != RunStatus.DRAFT or not run.options_chosen:
+def rehearsal_start(run: MigrationRun, *, dispatch: bool = True) -> Rehearsal:
+    """Queue a rehearsal of a prepared run on the workers (`dispatch=False`: the caller runs it
+    itself with `rehearsal_execute`); refused while a rehearsal is queued or running here."""
+    if run.status != RunStatus.DRAFT or not run.plan:
         raise RehearsalFailed("Only a prepared migration, options chosen, can be rehearsed.")
-    if run.rehearsal.get("status") == "running":
-        raise RehearsalFailed("The rehearsal of this migration is already running.")
-    _rehearsal_save(run.id, status="running", fraction=0.0, message="waiting for a worker")
-    transaction.on_commit(lambda: _dispatch(run.id))
+    try:
+        with transaction.atomic():
+            rehearsal = lifecycle.rehearsal_queue(run.id)
+    except IntegrityError:
+        other = Rehearsal.objects.filter(active=True).first()
+        mine = other is not None and other.run_id == run.id
+        raise RehearsalFailed(
+            "The rehearsal of this migration is already running."
+            if mine
+            else "Another rehearsal is running on this system; wait for it to end."
+        ) from None
+    run_log(run.id, f"rehearsal {rehearsal.id} queued")
+    if dispatch:
+        transaction.on_commit(lambda: _dispatch(rehearsal.id))
+    return rehearsal
 
 
-def _dispatch(run_id: int) -> None:
-    from migrations_engine.tasks import rehearse_run
+def _dispatch(rehearsal_id: int) -> None:
+    from migrations_engine.tasks import execute_rehearsal
 
-    rehearse_run.delay(run_id)
+    execute_rehearsal.delay(rehearsal_id)
 
 
-def rehearsal_execute(run_id: int) -> None:
-    """Run a queued rehearsal and keep its progress and outcome on the run."""
-    run = MigrationRun.objects.get(id=run_id)
+def rehearsal_last(run: MigrationRun) -> Rehearsal | None:
+    """The run's latest rehearsal, the one the wizard shows (None before the first)."""
+    return run.rehearsals.order_by("-id").first()
+
+
+def rehearsal_claim(rehearsal_id: int, worker: str) -> tuple[Rehearsal, int] | None:
+    """Take a queued rehearsal for this worker; its fence, or None if it is no longer queued
+    (taken by another worker, or ended)."""
+    rehearsal = Rehearsal.objects.filter(id=rehearsal_id).first()
+    if rehearsal is None or rehearsal.status != RehearsalStatus.QUEUED:
+        return None
+    if not lifecycle.rehearsal_take(rehearsal.id, fence=rehearsal.fence, worker=worker):
+        return None
+    rehearsal.refresh_from_db()
+    run_log(rehearsal.run_id, f"rehearsal taken by worker {worker} (fence {rehearsal.fence})")
+    return rehearsal, rehearsal.fence
+
+
+def rehearsal_execute(rehearsal_id: int, worker: str, report: Report | None = None) -> None:
+    """Run a queued rehearsal, keeping its heartbeat, progress and then outcome (or why it
+    failed) on its row; whatever goes wrong ends it failed with the reason. `report` is told
+    the progress too."""
+    claim = rehearsal_claim(rehearsal_id, worker)
+    if claim is None:
+        return
+    rehearsal, fence = claim
+    run = rehearsal.run
+    fenced = threading.Event()
+    try:
+        with _heartbeat_kept(rehearsal.id, fence, fenced):
+            outcome = rehearse(run, _progress_writer(rehearsal.id, fence, fenced, report))
+    except Fenced:
+        logger.info("rehearsal %s: given up meanwhile; this worker stops", rehearsal.id)
+        return
+    except (RehearsalFailed, SecretMissing) as error:
+        _fail(rehearsal, fence, str(error))
+        return
+    except Exception as error:
+        logger.exception("rehearsal %s failed", rehearsal.id)
+        _fail(rehearsal, fence, f"Unexpected error: {error}")
+        return
+    if not lifecycle.rehearsal_done(rehearsal.id, fence=fence, outcome=outcome):
+        logger.info("rehearsal %s: given up meanwhile; its outcome is not kept", rehearsal.id)
+
+
+def _fail(rehearsal: Rehearsal, fence: int, error: str) -> None:
+    if lifecycle.rehearsal_fail(rehearsal.id, fence=fence, error=error):
+        run_log(rehearsal.run_id, f"rehearsal failed: {error}")
+
+
+def _progress_writer(
+    rehearsal_id: int, fence: int, fenced: threading.Event, report: Report | None
+) -> Report:
+    """Writes the rehearsal's progress at most every PROGRESS_INTERVAL (and tells `report`);
+    raises Fenced once the rehearsal was given up (so the copy stops)."""
     written = 0.0
 
     def on_progress(fraction: float, message: str) -> None:
         nonlocal written
-        if time.monotonic() - written >= PROGRESS_INTERVAL:
-            written = time.monotonic()
-            _rehearsal_save(run_id, status="running", fraction=fraction, message=message)
+        if fenced.is_set():
+            raise Fenced(f"rehearsal {rehearsal_id} was given up")
+        if report is not None:
+            report(fraction, message)
+        if time.monotonic() - written < PROGRESS_INTERVAL:
+            return
+        written = time.monotonic()
+        progress = {"fraction": max(0.0, min(1.0, fraction)), "message": message[:300]}
+        if not lifecycle.rehearsal_beat(rehearsal_id, fence=fence, **progress):
+            raise Fenced(f"rehearsal {rehearsal_id} was given up")
 
+    return on_progress
+
+
+class RehearsalHeartbeat(HeartbeatThread):
+    """The heartbeat timer of a running rehearsal (instead of a run's)."""
+
+    def _beat(self) -> bool:
+        try:
+            if lifecycle.rehearsal_beat(self.run_id, fence=self.fence):
+                return True
+        except Exception:
+            logger.exception("rehearsal %s: heartbeat failed; trying again", self.run_id)
+            connection.close()
+            return True
+        logger.info("rehearsal %s: given up; the heartbeat stops", self.run_id)
+        self.fenced.set()
+        return False
+
+
+@contextmanager
+def _heartbeat_kept(rehearsal_id: int, fence: int, fenced: threading.Event) -> Iterator[None]:
+    """Keep the rehearsal's heartbeat fresh while the block runs."""
+    beats = RehearsalHeartbeat(rehearsal_id, fence, fenced, heartbeat_interval())
+    beats.start()
     try:
-        outcome = rehearse(run, on_progress)
-    except (RehearsalFailed, SecretMissing) as error:
-        _rehearsal_save(run_id, status="failed", fraction=0.0, error=str(error))
-        return
-    _rehearsal_save(run_id, status="done", fraction=1.0, outcome=outcome)
+        yield
+    finally:
+        beats.stop()
 
 
-def _rehearsal_save(run_id: int, **state: Any) -> None:
-    MigrationRun.objects.filter(id=run_id).update(rehearsal=state)
+def rehearsals_sweep(*, worker: str = "") -> list[int]:
+    """End failed the running rehearsals no live worker holds (stale heartbeat, or held by
+    `worker`, which has just started), and send again the queued ones no worker took up."""
+    stale_before = timezone.now() - timedelta(seconds=settings.MIGRATION_HEARTBEAT_STALE)
+    if worker:  # a worker that has just started holds nothing: what it held is orphaned
+        Rehearsal.objects.filter(status=RehearsalStatus.RUNNING, worker=worker).update(
+            heartbeat_at=None
+        )
+    orphaned = Rehearsal.objects.filter(status__in=REHEARSAL_ACTIVE_STATUSES).filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before)
+    )
+    ended = []
+    for rehearsal in orphaned:
+        if rehearsal.status == RehearsalStatus.QUEUED:
+            _dispatch(rehearsal.id)
+        elif lifecycle.rehearsal_give_up_stale(
+            rehearsal.id, stale_before=stale_before, error=WORKER_STOPPED
+        ):
+            run_log(rehearsal.run_id, f"rehearsal failed: {WORKER_STOPPED}")
+            ended.append(rehearsal.id)
+    return ended

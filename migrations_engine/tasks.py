@@ -21,15 +21,17 @@ def execute_run(run_id: int) -> None:
 
 
 @shared_task
-def rehearse_run(run_id: int) -> None:
-    """Rehearse (dry run) prepared run `run_id`."""
-    rehearsal.rehearsal_execute(run_id)
+def execute_rehearsal(rehearsal_id: int) -> None:
+    """Run queued rehearsal (dry run) `rehearsal_id`."""
+    rehearsal.rehearsal_execute(rehearsal_id, worker=execute_rehearsal.request.hostname or "worker")
 
 
 @shared_task
 def sweep_runs() -> None:
-    """Pick up runs no live worker holds, and flag operations that stopped moving."""
+    """Pick up runs no live worker holds, end the rehearsals no live worker holds, and flag
+    operations that stopped moving."""
     executor.runs_sweep()
+    rehearsal.rehearsals_sweep()
     executor.operations_flag_stalled()
 
 
@@ -38,3 +40,4 @@ def resume_after_start(sender: Any = None, **kwargs: Any) -> None:
     """A worker that starts picks up the runs it (or a dead worker) held."""
     hostname = getattr(sender, "hostname", "") or ""
     executor.runs_sweep(worker=hostname)
+    rehearsal.rehearsals_sweep(worker=hostname)

@@ -20,7 +20,7 @@ from migrations_engine import executor
 from migrations_engine.advice import dns_advice_after, dns_advice_before
 from migrations_engine.models import MigrationRun
 from migrations_engine.preflight import AddressRefused
-from migrations_engine.rehearsal import RehearsalFailed, rehearsal_start
+from migrations_engine.rehearsal import RehearsalFailed, rehearsal_last, rehearsal_start
 from migrations_engine.report import report_html
 from migrations_engine.services import (
     PreparationError,
@@ -188,14 +188,16 @@ def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
     return page(request, "options", run, form=form, info=run.source_info, tables=tables)
 
 
-@wizard_step("confirmation")
+@wizard_step("options")
 def rehearsal(request: HttpRequest, run: MigrationRun) -> HttpResponse:
     """Within Options: the dry run's progress, then what it found and the estimate."""
-    return page(request, "rehearsal", run, step="options", polling=_rehearsing(run))
+    return page(request, "rehearsal", run, step="options", **_rehearsal_shown(run))
 
 
-def _rehearsing(run: MigrationRun) -> bool:
-    return run.rehearsal.get("status") == "running"
+def _rehearsal_shown(run: MigrationRun) -> dict[str, Any]:
+    """The run's last rehearsal, and whether the page keeps polling it (until it has ended)."""
+    last = rehearsal_last(run)
+    return {"rehearsal": last, "polling": last is not None and last.is_going}
 
 
 @staff_required
@@ -205,7 +207,7 @@ def rehearsal_progress(request: HttpRequest, run_id: int) -> HttpResponse:
         request,
         run_id,
         "wizard/rehearsal_progress.html",
-        lambda run: {"polling": _rehearsing(run)},
+        _rehearsal_shown,
     )
 
 

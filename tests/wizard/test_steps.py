@@ -23,7 +23,7 @@ from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 
 from appliance.models import Licence, LicenceState, Node
-from migrations_engine import peer_client, preflight, services
+from migrations_engine import peer_client, preflight, services, tasks
 from migrations_engine.models import (
     MigrationRun,
     OperationState,
@@ -626,6 +626,18 @@ def test_a_wrong_host_name_does_not_start_the_run(staff_client: Client) -> None:
     assert run.active is None
 
 
+def sent_tasks(callbacks: list[Any]) -> list[tuple[str, int]]:
+    """Run what waited for the commit and return the tasks it sent, by name, with their run."""
+    sent: list[tuple[str, int]] = []
+    with pytest.MonkeyPatch.context() as patch:
+        for task in (tasks.execute_run, tasks.execute_rehearsal):
+            name = task.name.rsplit(".", 1)[-1]
+            patch.setattr(task, "delay", lambda run_id, name=name: sent.append((name, run_id)))
+        for callback in callbacks:
+            callback()
+    return sent
+
+
 @pytest.mark.parametrize("typed", ["GW1", " gw1 ", "Gw1.MyCompany.TEST"])
 def test_the_right_host_name_starts_the_run(
     staff_client: Client,
@@ -638,7 +650,7 @@ def test_the_right_host_name_starts_the_run(
         response = staff_client.post("/wizard/confirmation/", {"host_name": typed})
     assert response.status_code == 302
     assert response["Location"] == "/wizard/execution/"
-    assert len(callbacks) == 1  # sent to the workers once the transaction commits
+    assert sent_tasks(callbacks) == [("execute_run", run.id)]  # once the transaction commits
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED
     assert run.active is True
@@ -776,7 +788,7 @@ def test_resume_from_htmx_queues_the_run_and_polls_again(
     assert 'hx-trigger="every 1s"' in page
     assert "Waiting for a worker to take the migration" in page
     assert ">Resume</button>" not in page
-    assert len(callbacks) == 1
+    assert sent_tasks(callbacks) == [("execute_run", run.id)]
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED
     assert run.active is True

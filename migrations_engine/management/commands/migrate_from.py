@@ -19,10 +19,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from migrations_engine import executor
 from migrations_engine.accounts import accounts_read
-from migrations_engine.models import MigrationRun, OperationStatus, RunStatus
+from migrations_engine.models import MigrationRun, OperationStatus, RehearsalStatus, RunStatus
 from migrations_engine.peer_client import PeerError
 from migrations_engine.preflight import AddressRefused, preflight, source_address_check
-from migrations_engine.rehearsal import RehearsalFailed, rehearse
+from migrations_engine.rehearsal import RehearsalFailed, rehearsal_execute, rehearsal_start
 from migrations_engine.report import report_html
 from migrations_engine.services import PreparationError, run_prepare
 
@@ -105,9 +105,7 @@ class Command(BaseCommand):
     def _rehearse(self, run: MigrationRun, report_path: str | None) -> None:
         """The dry run: its figures, what would and would not be migrated, the estimate."""
         try:
-            outcome = rehearse(run, self._rehearsal_progress)
-        except RehearsalFailed as error:
-            raise CommandError(f"The rehearsal failed: {error}") from None
+            outcome = self._rehearsal_outcome(run)
         finally:
             executor.run_abandon(run)
         self.stdout.write("")
@@ -131,6 +129,20 @@ class Command(BaseCommand):
         target.write_text(json.dumps({"rehearsal": outcome}, indent=2))
         self.stdout.write(f"Rehearsal report: {target}")
         self.stdout.write("Nothing was changed on either system.")
+
+    def _rehearsal_outcome(self, run: MigrationRun) -> dict[str, Any]:
+        """Rehearse in this process, as a worker would (claimed, fenced, with its heartbeat)."""
+        try:
+            rehearsal = rehearsal_start(run, dispatch=False)
+        except RehearsalFailed as error:
+            raise CommandError(f"The rehearsal failed: {error}") from None
+        rehearsal_execute(
+            rehearsal.id, worker=f"migrate_from-{os.getpid()}", report=self._rehearsal_progress
+        )
+        rehearsal.refresh_from_db()
+        if rehearsal.status != RehearsalStatus.DONE:
+            raise CommandError(f"The rehearsal failed: {rehearsal.error}")
+        return rehearsal.outcome
 
     def _rehearsal_progress(self, fraction: float, message: str) -> None:
         if sys.stdout.isatty():
