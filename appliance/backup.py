@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from appliance import SOFTWARE_VERSION
 from appliance.models import Licence, Node, Setting
+from appliance.progress import Report, Reporter, Throttle
 from appliance.routers import DATA_DB_ALIAS
 from appliance.services import certificate_path, data_size_bytes, private_key_path
 from config.env import MySQLURL, quote_name
@@ -99,8 +100,9 @@ def backup_latest() -> Backup:
     return backups[0]
 
 
-def backup_create(reason: str, progress: Callable[[float], None] | None = None) -> Backup:
-    """Back up this node's data database, state and certificates (space is checked first)."""
+def backup_create(reason: str, progress: Reporter | None = None) -> Backup:
+    """Back up this node's data database, state and certificates (space is checked first);
+    `progress` hears how far the dump is, and a final report once the backup is complete."""
     root = backup_root()
     root.mkdir(parents=True, exist_ok=True)
     _space_check(root)
@@ -108,7 +110,8 @@ def backup_create(reason: str, progress: Callable[[float], None] | None = None) 
     partial = root / f".{backup_id}.partial"
     partial.mkdir(mode=0o700)
     try:
-        parts = {DATA_PART: _dump_data(partial / DATA_PART, progress)}
+        parts: dict[str, dict[str, Any]] = {}
+        parts[DATA_PART], dumped = _dump_data(partial / DATA_PART, progress)
         parts[STATE_PART] = _dump_state(partial / STATE_PART)
         for name, path in CERTIFICATE_PARTS.items():
             if path().exists():
@@ -128,6 +131,8 @@ def backup_create(reason: str, progress: Callable[[float], None] | None = None) 
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    if progress:
+        progress(_dump_report(dumped, dumped, final=True))
     return Backup(backup_id, root / backup_id, manifest)
 
 
@@ -167,7 +172,15 @@ def _client_arguments(database: MySQLURL) -> list[str]:
     ]
 
 
-def _dump_data(path: Path, progress: Callable[[float], None] | None) -> dict[str, Any]:
+def _dump_report(written: int, expected: int, *, final: bool = False) -> Report:
+    """How far the backup is: the bytes of the dump written so far, of about `expected`."""
+    if final:
+        return Report(1.0, figures={"bytes": written}, message="backup complete", final=True)
+    return Report(min(0.95, written / expected), figures={"bytes": written}, message="backing up")
+
+
+def _dump_data(path: Path, progress: Reporter | None) -> tuple[dict[str, Any], int]:
+    """Dump the data database into `path`: its description and the bytes the dump wrote."""
     database = data_database()
     expected = max(data_size_bytes(), 1)
     command = [
@@ -190,16 +203,17 @@ def _dump_data(path: Path, progress: Callable[[float], None] | None) -> dict[str
     )
     assert process.stdout is not None
     written = 0
+    throttle = Throttle()
     with gzip.open(path, "wb", compresslevel=3) as out:
         for chunk in iter(lambda: process.stdout.read(CHUNK), b""):  # type: ignore[union-attr]
             out.write(chunk)
             written += len(chunk)
-            if progress:
-                progress(min(0.95, written / expected))
+            if progress and throttle.passes():
+                progress(_dump_report(written, expected))
     error = process.stderr.read().decode(errors="replace") if process.stderr else ""
     if process.wait() != 0:
         raise BackupError(f"The data database could not be dumped: {error.strip()[:500]}")
-    return _describe(path)
+    return _describe(path), written
 
 
 def _dump_state(path: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from django.db.models import Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from appliance.progress import INTERVAL, Report, Throttle
 from config.env import MySQLURL
 from migrations_engine.datacopy.sql import SourceDatabase
 from migrations_engine.models import MigrationRun, OperationState
@@ -35,7 +36,7 @@ from migrations_engine.peer_client import PeerClient, PeerError
 from migrations_engine.secrets import SecretMissing, secret_get, secret_put
 
 logger = logging.getLogger(__name__)
-PROGRESS_INTERVAL = 0.5
+PROGRESS_INTERVAL = INTERVAL
 
 
 class Fenced(Exception):
@@ -126,7 +127,7 @@ class Progress:
     fence: int
     fenced: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
-    written_at: float = 0.0
+    throttle: Throttle = field(default_factory=lambda: Throttle(PROGRESS_INTERVAL))
 
     def update(
         self,
@@ -137,13 +138,13 @@ class Progress:
         eta_seconds: float | None = None,
         force: bool = False,
     ) -> None:
-        """Record how far the operation is (0..1); cheap to call often."""
+        """Record how far the operation is (0..1); cheap to call often. A `force`d update
+        always gets through; others at most once per PROGRESS_INTERVAL."""
         if self.fenced.is_set():
             raise Fenced(f"run {self.state.run_id} was taken over by another worker")
-        now = time.monotonic()
-        if not force and now - self.written_at < PROGRESS_INTERVAL:
+        if not self.throttle.passes(final=force):
             return
-        self.written_at = now
+        now = time.monotonic()
         fraction = max(0.0, min(1.0, fraction))
         if eta_seconds is None and fraction >= 0.02:
             eta_seconds = (now - self.started) * (1 - fraction) / fraction
@@ -158,6 +159,16 @@ class Progress:
         for key, value in changes.items():
             setattr(self.state, key, value)
         heartbeat(self.state.run_id, self.fence)
+
+    def report(self, report: Report) -> None:
+        """Record a job's report (a `Reporter`); a final one always gets through."""
+        self.update(
+            report.fraction,
+            figures=report.figures,
+            message=report.message,
+            eta_seconds=report.eta_seconds,
+            force=report.final,
+        )
 
 
 def source_database_url(run: MigrationRun, account: dict[str, Any]) -> SourceDatabase:

@@ -1,7 +1,9 @@
 """Progress of a copy as small events, throttled so that persisting them stays cheap.
 
 Totals start as the source server's estimates and become exact as tables complete; the rate is
-measured over the copy so far and the ETA comes from it.
+measured over the copy so far and the ETA comes from it. An event's `report()` is the common
+`Report` (see `appliance.progress`); the copy's last event (phase `done`) is final, and its
+figures are the copy's totals.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-DEFAULT_INTERVAL = 0.5
+from appliance.progress import INTERVAL, Figures, Report, Throttle
+
+DEFAULT_INTERVAL = INTERVAL
 """Seconds between two events, except for the ones that mark a table's or the copy's end."""
 
 
@@ -43,6 +47,29 @@ class ProgressEvent:
         if self.phase == "done" or self.work_total <= 0:
             return 1.0
         return min(1.0, self.work / self.work_total)
+
+    @property
+    def final(self) -> bool:
+        """The copy's last event: it must get through."""
+        return self.phase == "done"
+
+    def report(self) -> Report:
+        """This event as the common progress report."""
+        figures: Figures = {
+            "rows": self.rows,
+            "rows_total": self.rows_total,
+            "bytes": self.bytes,
+            "tables_done": self.tables_done,
+            "tables_total": self.tables_total,
+            "rows_per_second": round(self.rows_per_second),
+        }
+        return Report(
+            self.fraction,
+            figures=figures,
+            message=f"table {self.table}" if self.table else self.phase,
+            eta_seconds=self.eta_seconds,
+            final=self.final,
+        )
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -89,7 +116,10 @@ class ProgressTracker:
     _started: float = field(default_factory=time.monotonic)
     _copied_rows: int = 0
     _copied_bytes: int = 0
-    _last_sent: float = 0.0
+    _throttle: Throttle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._throttle = Throttle(self.interval)
 
     def start(self) -> None:
         """The copying starts now: the rate (and so the ETA) is measured from here."""
@@ -127,16 +157,21 @@ class ProgressTracker:
     def set_phase(self, phase: str) -> None:
         """Enter a new phase (copying, finishing, objects, done) and say so at once."""
         self.phase = phase
+        if phase == "done":
+            self._settle()
         self._send("", force=True)
 
+    def _settle(self) -> None:
+        """The copy is over: every table is complete and the totals are what was copied."""
+        for count in self.tables.values():
+            count.rows_total = count.rows
+            count.finished = True
+        self.tables_done = len(self.tables)
+
     def _send(self, table: str, *, force: bool) -> None:
-        if self.callback is None:
+        if self.callback is None or not self._throttle.passes(final=force):
             return
-        now = time.monotonic()
-        if not force and now - self._last_sent < self.interval:
-            return
-        self._last_sent = now
-        self.callback(self.event(table, now))
+        self.callback(self.event(table))
 
     def event(self, table: str, now: float | None = None) -> ProgressEvent:
         """The event describing the copy right now."""

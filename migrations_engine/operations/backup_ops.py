@@ -31,7 +31,7 @@ class BackupCurrentSystem(Operation):
         try:
             backup = backup_create(
                 f"before migration run {context.run.id} from {context.run.source_address}",
-                progress=lambda fraction: progress.update(fraction, message="backing up"),
+                progress=progress.report,
             )
         except BackupError as error:
             raise OperationFailed(

@@ -38,6 +38,16 @@ COPY_SHARE = 0.9
 """Part of the operation's bar the copy takes; the schema upgrade (and replica) the rest."""
 
 
+def copy_reporter(progress: Progress) -> Callable[[ProgressEvent], None]:
+    """The copy's events as the operation's reports, in the copy's share of its bar; the
+    copy's last event (its totals) always gets through."""
+
+    def on_progress(event: ProgressEvent) -> None:
+        progress.report(event.report().scaled(COPY_SHARE))
+
+    return on_progress
+
+
 def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
     """Copy the source's data database here, verified, then upgrade its schema to ours."""
     source, target = context.source_database(), context.copier_database()
@@ -47,29 +57,13 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
         f"copying {source.redacted()} to {target.redacted()}" + (" (resumed)" if resume else "")
     )
 
-    def on_progress(event: ProgressEvent) -> None:
-        figures = {
-            "rows": event.rows,
-            "rows_total": event.rows_total,
-            "bytes": event.bytes,
-            "tables_done": event.tables_done,
-            "tables_total": event.tables_total,
-            "rows_per_second": round(event.rows_per_second),
-        }
-        progress.update(
-            event.fraction * COPY_SHARE,
-            figures=figures,
-            eta_seconds=event.eta_seconds,
-            message=f"table {event.table}" if event.table else event.phase,
-        )
-
     try:
         result = copy_database(
             source,
             target,
             tables=context.run.tables,
             resume=resume,
-            progress=on_progress,
+            progress=copy_reporter(progress),
             workers=settings.MIGRATION_COPY_WORKERS,
         )
     except CopyError as error:
@@ -80,19 +74,7 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
     refused = result.refused + events_not_copied(context.run.source_info, result.refused)
     for item in refused:
         context.log(f"not copied: {item.kind} {item.name}: {item.reason}")
-    tables = len(result.tables)
-    progress.update(
-        COPY_SHARE,
-        figures={
-            "rows": result.rows,
-            "rows_total": result.rows,
-            "bytes": result.bytes,
-            "tables_done": tables,
-            "tables_total": tables,
-        },
-        message="upgrading the data schema",
-        force=True,
-    )
+    progress.update(COPY_SHARE, message="upgrading the data schema", force=True)
     steps = upgrade_data_schema()
     for step in steps:
         context.log(f"data schema upgraded to {step.version} ({step.migration})")

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from appliance.progress import Report
 from migrations_engine.accounts import (
     UnsafeName,
     accounts_log_name,
@@ -36,7 +37,6 @@ from migrations_engine.plan import PlanFacts
 from migrations_engine.remote.errors import RemoteError, SourceDidNotReturn
 from migrations_engine.remote.hashing import local_sha256
 from migrations_engine.remote.listing import name_shown
-from migrations_engine.remote.progress import CopyProgress
 from migrations_engine.remote.reboot import reboot_and_wait
 from migrations_engine.remote.session import ssh_session
 from migrations_engine.remote.tree import copy_tree
@@ -58,6 +58,16 @@ def _file_receipt(directory: Path, name: str) -> dict[str, Any]:
     """A copied file as the report lists it: its path, size and SHA-256 (verified on copy)."""
     path = directory / name
     return {"path": name, "bytes": path.stat().st_size, "sha256": local_sha256(path).hexdigest()}
+
+
+def _files_report(done: int, total: int, name: str, *, final: bool = False) -> Report:
+    """Where a file-by-file pass stands: `done` of `total` files, `name` the one it is on."""
+    return Report(
+        done / total if total else 1.0,
+        figures={"files": done, "files_total": total},
+        message=name,
+        final=final,
+    )
 
 
 class RebootSystems(Operation):
@@ -165,24 +175,9 @@ class CopySyslog(Operation):
         if context.run.accounts is not None:
             return self._copy_accounts_lines(context, progress, source_dir, target_dir)
 
-        def on_progress(event: CopyProgress) -> None:
-            fraction = event.bytes_done / event.bytes_total if event.bytes_total else 1.0
-            progress.update(
-                fraction,
-                figures={
-                    "files": event.files_done,
-                    "files_total": event.files_total,
-                    "bytes": event.bytes_done,
-                    "bytes_total": event.bytes_total,
-                    "bytes_per_second": round(event.rate),
-                },
-                eta_seconds=event.eta_seconds,
-                message=event.current,
-            )
-
         try:
             with ssh_session(context.peer(), context.run.peer_ref) as session:
-                copied = copy_tree(session.client, source_dir, target_dir, progress=on_progress)
+                copied = copy_tree(session.client, source_dir, target_dir, progress=progress.report)
         except RemoteError as error:
             raise remote_failure(error) from error
         context.log(
@@ -221,7 +216,7 @@ class CopySyslog(Operation):
                 sftp = session.client.open_sftp()
                 names = sorted(n for n in sftp.listdir(source_dir) if n.endswith(".log.gz"))
                 for index, name in enumerate(names):
-                    progress.update(index / max(len(names), 1), message=name)
+                    progress.report(_files_report(index, len(names), name))
                     try:
                         target = target_dir / accounts_log_name(name, origin)
                     except UnsafeName as error:
@@ -236,6 +231,7 @@ class CopySyslog(Operation):
                     else:
                         target.unlink(missing_ok=True)
                 sftp.close()
+            progress.report(_files_report(len(names), len(names), "", final=True))
         except (RemoteError, OSError) as error:
             if isinstance(error, RemoteError):
                 raise remote_failure(error) from error

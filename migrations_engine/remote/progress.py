@@ -1,81 +1,75 @@
-"""Progress of a copy as small events, throttled so that reporting stays cheap."""
+"""Progress of a file copy as `Report`s (see `appliance.progress`), throttled so that reporting
+stays cheap; the copy's last report is final and always gets through.
+
+A report's figures are `files`, `files_total`, `bytes`, `bytes_total` and `bytes_per_second`;
+its message is the file being copied.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class CopyProgress:
-    """Where a copy stands: files and bytes done of the total, rate (bytes/s) and ETA."""
-
-    files_done: int
-    files_total: int
-    bytes_done: int
-    bytes_total: int
-    rate: float
-    eta_seconds: float | None
-    current: str = ""
-
-
-ProgressCallback = Callable[[CopyProgress], None]
+from appliance.progress import INTERVAL, Figures, Report, Reporter, Throttle
 
 
 class ProgressMeter:
-    """Counts bytes and files and calls back at most once per `interval` seconds."""
+    """Counts bytes and files and reports at most once per `interval` seconds, and at the end."""
 
     def __init__(
         self,
-        callback: ProgressCallback | None,
+        callback: Reporter | None,
         *,
         files_total: int,
         bytes_total: int,
-        interval: float = 0.5,
+        interval: float = INTERVAL,
     ) -> None:
         self.callback = callback
         self.files_total = files_total
         self.bytes_total = bytes_total
-        self.interval = interval
+        self.throttle = Throttle(interval)
         self.files_done = 0
         self.bytes_done = 0
         self.current = ""
         self.started = time.monotonic()
-        self.last_report = 0.0
 
     def add(self, count: int) -> None:
         """Count transferred bytes; report if the interval has passed."""
         self.bytes_done += count
-        if self.callback is not None and time.monotonic() - self.last_report >= self.interval:
-            self.report()
+        self._send(final=False)
 
     def file_started(self, name: str) -> None:
         self.current = name
 
     def file_done(self) -> None:
         self.files_done += 1
-        if self.callback is not None and time.monotonic() - self.last_report >= self.interval:
-            self.report()
+        self._send(final=False)
 
-    def event(self) -> CopyProgress:
-        """The current state as an event."""
+    def finish(self) -> None:
+        """The copy is over: report where it ended, whatever the interval."""
+        self._send(final=True)
+
+    def event(self, *, final: bool = False) -> Report:
+        """The current state as a report."""
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = self.bytes_done / elapsed
         left = max(self.bytes_total - self.bytes_done, 0)
         eta = left / rate if rate > 0 else None
-        return CopyProgress(
-            self.files_done,
-            self.files_total,
-            self.bytes_done,
-            self.bytes_total,
-            rate,
-            eta,
-            self.current,
+        fraction = self.bytes_done / self.bytes_total if self.bytes_total else 1.0
+        figures: Figures = {
+            "files": self.files_done,
+            "files_total": self.files_total,
+            "bytes": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "bytes_per_second": round(rate),
+        }
+        return Report(
+            min(1.0, fraction),
+            figures=figures,
+            message=self.current,
+            eta_seconds=0.0 if final else eta,
+            final=final,
         )
 
-    def report(self) -> None:
-        """Call back now, whatever the interval."""
-        self.last_report = time.monotonic()
-        if self.callback is not None:
-            self.callback(self.event())
+    def _send(self, *, final: bool) -> None:
+        if self.callback is not None and self.throttle.passes(final=final):
+            self.callback(self.event(final=final))

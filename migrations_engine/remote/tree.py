@@ -21,11 +21,12 @@ from pathlib import Path
 
 import paramiko
 
+from appliance.progress import INTERVAL, Reporter
 from migrations_engine.remote.connection import MAX_PACKET_SIZE, WINDOW_SIZE
 from migrations_engine.remote.errors import ConnectionLost, CopyFailed, RemoteError
 from migrations_engine.remote.hashing import local_sha256, remote_sha256
 from migrations_engine.remote.listing import NotCopied, remote_file, remote_tree
-from migrations_engine.remote.progress import ProgressCallback, ProgressMeter
+from migrations_engine.remote.progress import ProgressMeter
 from migrations_engine.remote.transfer import (
     CONNECTION_ERRORS,
     FileNotCopied,
@@ -148,7 +149,7 @@ def _copy_listed(
     files: list[tuple[RemoteFile, Path]],
     result: CopyResult,
     *,
-    progress: ProgressCallback | None,
+    progress: Reporter | None,
     interval: float,
     private: bool,
     root: Path | None,
@@ -179,7 +180,7 @@ def _copy_listed(
             result.not_copied.append(NotCopied(source.relative, str(error)))
         meter.file_done()
     _fsync_directories(touched)
-    meter.report()
+    meter.finish()
 
 
 def _stopped(client: paramiko.SSHClient, what: str, error: BaseException) -> CopyFailed:
@@ -200,7 +201,7 @@ def _copy(
     what: str,
     listing: Callable[[paramiko.SFTPClient], tuple[list[tuple[RemoteFile, Path]], list[NotCopied]]],
     *,
-    progress: ProgressCallback | None,
+    progress: Reporter | None,
     interval: float,
     private: bool,
     root: Path | None = None,
@@ -240,8 +241,8 @@ def copy_tree(
     source_dir: str,
     target_dir: Path,
     *,
-    progress: ProgressCallback | None = None,
-    progress_interval: float = 0.5,
+    progress: Reporter | None = None,
+    progress_interval: float = INTERVAL,
     private: bool = False,
 ) -> CopyResult:
     """Copy every regular file under `source_dir` on the source into `target_dir`.
@@ -274,8 +275,8 @@ def copy_file(
     target_path: Path,
     *,
     private: bool = False,
-    progress: ProgressCallback | None = None,
-    progress_interval: float = 0.5,
+    progress: Reporter | None = None,
+    progress_interval: float = INTERVAL,
 ) -> CopyResult:
     """Copy one file; `private` keeps it 0600 (a key), also while it is written."""
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from appliance.progress import Report
 from appliance.seeding import traffic_logs_seed
 from migrations_engine.remote.errors import ConnectionLost, TargetWriteError
-from migrations_engine.remote.progress import CopyProgress
 from migrations_engine.remote.transfer import partial_path
 from migrations_engine.remote.tree import copy_file, copy_tree
 from tests.remote.conftest import random_gzip
@@ -45,7 +45,7 @@ def test_a_tree_of_traffic_logs_is_copied_verified_and_not_copied_twice(
     connect: Connect, traffic_logs: Path, tmp_path: Path
 ) -> None:
     target = tmp_path / "target"
-    events: list[CopyProgress] = []
+    events: list[Report] = []
     result = copy_tree(connect(), str(traffic_logs), target, progress=events.append)
     names = files_under(traffic_logs)
     assert len(names) == 6
@@ -59,8 +59,9 @@ def test_a_tree_of_traffic_logs_is_copied_verified_and_not_copied_twice(
         assert stat.S_IMODE(target_stat.st_mode) == 0o640
     assert result.bytes_transferred == sum((traffic_logs / name).stat().st_size for name in names)
     last = events[-1]
-    assert (last.files_done, last.bytes_done) == (6, result.bytes_transferred)
-    assert last.bytes_total == result.bytes_transferred
+    assert last.final and last.figures is not None
+    assert (last.figures["files"], last.figures["files_total"]) == (6, 6)
+    assert last.figures["bytes"] == last.figures["bytes_total"] == result.bytes_transferred
 
     again = copy_tree(connect(), str(traffic_logs), target)
     assert again.copied == [] and again.bytes_transferred == 0
@@ -95,8 +96,8 @@ def test_an_interrupted_large_file_continues_from_its_partial_file(
     target = tmp_path / "target"
     client = connect()
 
-    def drop_midway(event: CopyProgress) -> None:
-        if event.bytes_done >= 6_000_000:
+    def drop_midway(event: Report) -> None:
+        if event.figures and event.figures["bytes"] >= 6_000_000:
             client.close()
 
     with pytest.raises(ConnectionLost, match="continues where it stopped") as raised:
@@ -123,7 +124,7 @@ def test_a_private_key_stays_0600_while_written_and_after(connect: Connect, tmp_
     target = tmp_path / "certs" / "server.key"
     modes: list[int] = []
 
-    def watch(event: CopyProgress) -> None:
+    def watch(event: Report) -> None:
         temp = partial_path(target)
         if temp.exists():
             modes.append(stat.S_IMODE(temp.stat().st_mode))
