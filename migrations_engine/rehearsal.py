@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -28,10 +28,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from appliance import services as node_services
+from appliance.progress import Report, Reporter, Throttle
 from config.env import MySQLURL
 from migrations_engine import lifecycle
 from migrations_engine.context import (
-    PROGRESS_INTERVAL,
     Fenced,
     HeartbeatThread,
     copier_database,
@@ -67,8 +67,6 @@ WORKER_STOPPED = (
     "either system; rehearse again."
 )
 
-Report = Callable[[float, str], None]
-
 
 class RehearsalFailed(Exception):
     """The rehearsal could not be completed; the message says why and what to do."""
@@ -84,9 +82,9 @@ def scratch_database() -> MySQLURL:
     return copier_database(settings.DATA_DB.database + SCRATCH_SUFFIX)
 
 
-def rehearse(run: MigrationRun, report: Report | None = None) -> dict[str, Any]:
+def rehearse(run: MigrationRun, report: Reporter | None = None) -> dict[str, Any]:
     """Rehearse the run's data copy and return what the real run would do and how long."""
-    say = report or (lambda fraction, message: None)
+    say: Reporter = report or (lambda _report: None)
     client = PeerClient(str(run.source_address), run.source_certificate, run.source_port)
     try:
         client.login(secret_get(run, "admin_password"))
@@ -101,16 +99,18 @@ def rehearse(run: MigrationRun, report: Report | None = None) -> dict[str, Any]:
     finally:
         copy_forget(scratch)
         _revoke(client, rehearsal_ref(run))
-    say(1.0, "done")
+    say(Report(1.0, message="done", final=True))
     outcome = _outcome(run, copy, source_settings)
     total = outcome["estimate"]["total_seconds"]
     run_log(run.id, f"rehearsal done: {copy.rows} rows verified; the real run: about {total} s")
     return outcome
 
 
-def _copy(run: MigrationRun, source: MySQLURL, scratch: MySQLURL, say: Report) -> Any:
+def _copy(run: MigrationRun, source: MySQLURL, scratch: MySQLURL, say: Reporter) -> Any:
     def on_progress(event: ProgressEvent) -> None:
-        say(event.fraction * 0.98, f"{event.rows:,} of {event.rows_total:,} rows")
+        rows = f"{event.rows:,} of {event.rows_total:,} rows"
+        # the rehearsal's own "done" is its last word, not the copy's end
+        say(replace(event.report().scaled(0.98), final=False, message=rows))
 
     try:
         return copy_database(
@@ -262,7 +262,7 @@ def rehearsal_claim(rehearsal_id: int, worker: str) -> tuple[Rehearsal, int] | N
     return rehearsal, rehearsal.fence
 
 
-def rehearsal_execute(rehearsal_id: int, worker: str, report: Report | None = None) -> None:
+def rehearsal_execute(rehearsal_id: int, worker: str, report: Reporter | None = None) -> None:
     """Run a queued rehearsal, keeping its heartbeat, progress and then outcome (or why it
     failed) on its row; whatever goes wrong ends it failed with the reason. `report` is told
     the progress too."""
@@ -295,22 +295,23 @@ def _fail(rehearsal: Rehearsal, fence: int, error: str) -> None:
 
 
 def _progress_writer(
-    rehearsal_id: int, fence: int, fenced: threading.Event, report: Report | None
-) -> Report:
-    """Writes the rehearsal's progress at most every PROGRESS_INTERVAL (and tells `report`);
-    raises Fenced once the rehearsal was given up (so the copy stops)."""
-    written = 0.0
+    rehearsal_id: int, fence: int, fenced: threading.Event, report: Reporter | None
+) -> Reporter:
+    """Writes the rehearsal's progress through the one throttle (and tells `report`); raises
+    Fenced once the rehearsal was given up (so the copy stops)."""
+    throttle = Throttle()
 
-    def on_progress(fraction: float, message: str) -> None:
-        nonlocal written
+    def on_progress(update: Report) -> None:
         if fenced.is_set():
             raise Fenced(f"rehearsal {rehearsal_id} was given up")
         if report is not None:
-            report(fraction, message)
-        if time.monotonic() - written < PROGRESS_INTERVAL:
+            report(update)
+        if not throttle.passes(final=update.final):
             return
-        written = time.monotonic()
-        progress = {"fraction": max(0.0, min(1.0, fraction)), "message": message[:300]}
+        progress = {
+            "fraction": max(0.0, min(1.0, update.fraction)),
+            "message": (update.message or "")[:300],
+        }
         if not lifecycle.rehearsal_beat(rehearsal_id, fence=fence, **progress):
             raise Fenced(f"rehearsal {rehearsal_id} was given up")
 

@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from appliance.progress import Report
 from migrations_engine import rehearsal, tasks
 from migrations_engine.models import MigrationRun, Rehearsal, RehearsalStatus
 from migrations_engine.rehearsal import (
@@ -58,7 +59,7 @@ def test_an_unexpected_error_ends_the_rehearsal_failed_with_the_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def copy(run: MigrationRun, report: Any) -> dict[str, Any]:
-        report(0.5, "half way")
+        report(Report(0.5, message="half way"))
         raise RuntimeError("the scratch disk is full")
 
     copy_replaced(monkeypatch, copy)
@@ -148,7 +149,7 @@ def test_a_late_worker_is_fenced_out_of_progress_and_failure(
     def copy(run: MigrationRun, report: Any) -> dict[str, Any]:
         make_stale(current.id)
         tasks.sweep_runs()
-        report(0.9, "late progress")  # stops the late worker here
+        report(Report(0.9, message="late progress"))  # stops the late worker here
         raise AssertionError("the copy went on after the rehearsal was given up")
 
     copy_replaced(monkeypatch, copy)

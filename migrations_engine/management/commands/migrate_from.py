@@ -17,6 +17,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from appliance.progress import Report
 from migrations_engine import executor
 from migrations_engine.accounts import accounts_read
 from migrations_engine.models import MigrationRun, OperationStatus, RehearsalStatus, RunStatus
@@ -144,9 +145,10 @@ class Command(BaseCommand):
             raise CommandError(f"The rehearsal failed: {rehearsal.error}")
         return rehearsal.outcome
 
-    def _rehearsal_progress(self, fraction: float, message: str) -> None:
+    def _rehearsal_progress(self, report: Report) -> None:
         if sys.stdout.isatty():
-            self.stdout.write(f"\r  rehearsal {fraction * 100:5.1f}% {message}\x1b[K", ending="")
+            line = f"\r  rehearsal {report.fraction * 100:5.1f}% {report.message or ''}\x1b[K"
+            self.stdout.write(line, ending="")
 
     def _preflight(self, options: dict[str, Any], password: str) -> None:
         """Check the source before anything else; stop with every failure and its fix."""
