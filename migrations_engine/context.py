@@ -16,8 +16,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -70,14 +70,18 @@ def heartbeat_interval() -> float:
     return max(0.2, float(settings.MIGRATION_HEARTBEAT_STALE) / 5)
 
 
-class HeartbeatThread(threading.Thread):
-    """Beats for the run every `interval` seconds until stopped; once the run is found fenced it
-    sets `fenced` and stops, so the operation's next progress or memory write raises Fenced."""
+Beat = Callable[[], bool]
+"""One heartbeat of a job (a run, a rehearsal): False once the job is fenced."""
 
-    def __init__(self, run_id: int, fence: int, fenced: threading.Event, interval: float) -> None:
-        super().__init__(name=f"heartbeat-run-{run_id}", daemon=True)
-        self.run_id = run_id
-        self.fence = fence
+
+class HeartbeatThread(threading.Thread):
+    """Calls `beat` every `interval` seconds until stopped; once the job is found fenced it
+    sets `fenced` and stops, so the job's next progress or memory write raises Fenced."""
+
+    def __init__(self, name: str, beat: Beat, fenced: threading.Event, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{name}", daemon=True)
+        self.job = name
+        self.beat = beat
         self.fenced = fenced
         self.interval = interval
         self.stopping = threading.Event()
@@ -91,17 +95,17 @@ class HeartbeatThread(threading.Thread):
             connection.close()  # this thread's own connection
 
     def _beat(self) -> bool:
-        """One beat; False once the run is fenced."""
+        """One beat; False once the job is fenced."""
         try:
-            heartbeat(self.run_id, self.fence)
-        except Fenced:
-            logger.info("run %s: fenced; the heartbeat stops", self.run_id)
-            self.fenced.set()
-            return False
+            if self.beat():
+                return True
         except Exception:
-            logger.exception("run %s: heartbeat failed; trying again", self.run_id)
+            logger.exception("%s: heartbeat failed; trying again", self.job)
             connection.close()
-        return True
+            return True
+        logger.info("%s: fenced; the heartbeat stops", self.job)
+        self.fenced.set()
+        return False
 
     def stop(self) -> None:
         self.stopping.set()
@@ -109,14 +113,29 @@ class HeartbeatThread(threading.Thread):
 
 
 @contextmanager
-def heartbeat_kept(run_id: int, fence: int, fenced: threading.Event) -> Iterator[None]:
-    """Keep the run's heartbeat fresh while the block runs (see `HeartbeatThread`)."""
-    beats = HeartbeatThread(run_id, fence, fenced, heartbeat_interval())
+def beats_kept(name: str, beat: Beat, fenced: threading.Event) -> Iterator[None]:
+    """Keep a job's heartbeat fresh while the block runs (see `HeartbeatThread`)."""
+    beats = HeartbeatThread(name, beat, fenced, heartbeat_interval())
     beats.start()
     try:
         yield
     finally:
         beats.stop()
+
+
+def heartbeat_kept(
+    run_id: int, fence: int, fenced: threading.Event
+) -> AbstractContextManager[None]:
+    """Keep the run's heartbeat fresh while the block runs."""
+
+    def beat() -> bool:
+        try:
+            heartbeat(run_id, fence)
+        except Fenced:
+            return False
+        return True
+
+    return beats_kept(f"run {run_id}", beat, fenced)
 
 
 @dataclass

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -33,9 +32,8 @@ from config.env import MySQLURL
 from migrations_engine import lifecycle
 from migrations_engine.context import (
     Fenced,
-    HeartbeatThread,
+    beats_kept,
     copier_database,
-    heartbeat_interval,
     run_log,
     source_database_url,
 )
@@ -318,31 +316,15 @@ def _progress_writer(
     return on_progress
 
 
-class RehearsalHeartbeat(HeartbeatThread):
-    """The heartbeat timer of a running rehearsal (instead of a run's)."""
-
-    def _beat(self) -> bool:
-        try:
-            if lifecycle.rehearsal_beat(self.run_id, fence=self.fence):
-                return True
-        except Exception:
-            logger.exception("rehearsal %s: heartbeat failed; trying again", self.run_id)
-            connection.close()
-            return True
-        logger.info("rehearsal %s: given up; the heartbeat stops", self.run_id)
-        self.fenced.set()
-        return False
-
-
-@contextmanager
-def _heartbeat_kept(rehearsal_id: int, fence: int, fenced: threading.Event) -> Iterator[None]:
+def _heartbeat_kept(
+    rehearsal_id: int, fence: int, fenced: threading.Event
+) -> AbstractContextManager[None]:
     """Keep the rehearsal's heartbeat fresh while the block runs."""
-    beats = RehearsalHeartbeat(rehearsal_id, fence, fenced, heartbeat_interval())
-    beats.start()
-    try:
-        yield
-    finally:
-        beats.stop()
+    return beats_kept(
+        f"rehearsal {rehearsal_id}",
+        lambda: lifecycle.rehearsal_beat(rehearsal_id, fence=fence),
+        fenced,
+    )
 
 
 def rehearsals_sweep(*, worker: str = "") -> list[int]:
