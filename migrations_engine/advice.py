@@ -11,12 +11,12 @@ from migrations_engine.models import MigrationRun
 
 
 def _ha_names(run: MigrationRun) -> tuple[str, str, str, str]:
-    ha = run.source_info.get("ha") or {}
+    source = run.source
     return (
-        run.source_name,
-        str(run.source_info.get("ip_address") or run.source_address or ""),
-        str(ha.get("replication_peer") or "its high-availability peer"),
-        str(ha.get("load_balancing_domain") or "the load-balancing domain"),
+        source.fqdn,
+        source.ip_address or str(run.source_address or ""),
+        source.ha.replication_peer or "its high-availability peer",
+        source.ha.load_balancing_domain or "the load-balancing domain",
     )
 
 

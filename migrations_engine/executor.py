@@ -21,6 +21,7 @@ from django.utils import timezone
 from appliance.backup import backup_get, backup_restore
 from migrations_engine import lifecycle
 from migrations_engine.context import Fenced, Progress, RunContext, heartbeat_kept, run_log
+from migrations_engine.handoffs import RunHandoffs
 from migrations_engine.models import (
     ACTIVE_STATUSES,
     MigrationRun,
@@ -317,8 +318,9 @@ def run_start_over(run: MigrationRun) -> str:
     if run.status in (RunStatus.FAILED, RunStatus.DRAFT):
         run_abandon(run)
     states = {state.name: state for state in run.operations.all()}
-    backup = states.get("backup_current")
-    backup_id = str(backup.memory.get("backup", "")) if backup else ""
+    backup_id = RunHandoffs.from_memories(
+        {name: state.memory for name, state in states.items()}
+    ).backup
     if backup_id:
         licence = states.get("migrate_licence")
         licence_moved = licence is not None and licence.status != OperationStatus.PENDING

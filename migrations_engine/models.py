@@ -13,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from migrations_engine.preflight import CERTIFICATE_CHECK
+from migrations_engine.source_info import SourceInfo
 
 
 class RunStatus(models.TextChoices):
@@ -107,14 +108,18 @@ class MigrationRun(models.Model):
         return bool(self.source_certificate) and not self.fingerprint_confirmed
 
     @property
+    def source(self) -> SourceInfo:
+        """The source's info as typed facts, read from the stored form (`source_info`)."""
+        return SourceInfo.stored(self.source_info or {})
+
+    @property
     def source_is_ha(self) -> bool:
-        return self.source_info.get("server_role", "standalone") != "standalone"
+        return self.source.is_ha
 
     @property
     def source_name(self) -> str:
         """The source's fully qualified host name."""
-        info = self.source_info
-        return ".".join(part for part in (info.get("host_name"), info.get("domain_name")) if part)
+        return self.source.fqdn
 
 
 class RehearsalStatus(models.TextChoices):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import socket
 import ssl
 import threading
@@ -21,63 +20,33 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from migrations_engine.peer_errors import (
+    CERTIFICATE_CHANGED_FIX,
+    BadAnswer,
+    CertificateMismatch,
+    PeerError,
+    PeerUnreachable,
+    answer_field,
+    answer_object,
+)
+from migrations_engine.source_info import SourceInfo
+
+__all__ = [
+    "CERTIFICATE_CHANGED_FIX",
+    "BadAnswer",
+    "CertificateMismatch",
+    "PeerClient",
+    "PeerError",
+    "PeerUnreachable",
+    "answer_field",
+    "answer_object",
+]
+
 API_PREFIX = "/api/peer/v1/"
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 """The largest answer read from a source (its info with thousands of tables is well below)."""
 READ_BLOCK = 64 * 1024
 MAX_RETRY_AFTER = 3600
-CERTIFICATE_CHANGED_FIX = (
-    "Stop here: someone may be impersonating the source. Compare the fingerprint shown on the "
-    "source's console with the one you confirmed; only when you know why the certificate "
-    "changed (it was renewed), start again and confirm the new fingerprint."
-)
-
-
-class PeerError(Exception):
-    """The source refused or failed a request; the message is meant for the administrator."""
-
-    fix = "Check that the source is reachable, then Resume."
-
-    def __init__(self, message: str, status: int = 0, retry_after: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class PeerUnreachable(PeerError):
-    """The source did not answer on its HTTPS port (or not in time)."""
-
-
-class CertificateMismatch(PeerError):
-    """The source presented a certificate other than the pinned one."""
-
-    fix = CERTIFICATE_CHANGED_FIX
-
-
-class BadAnswer(PeerError):
-    """The source answered something other than what the peer API answers: too large, not
-    JSON, or without a field of the right type."""
-
-    fix = "Check that the address names an appliance with this software, then try again."
-
-
-def answer_object(answer: Any, what: str) -> dict[str, Any]:
-    """The answer as a JSON object, or BadAnswer."""
-    if not isinstance(answer, dict):
-        raise BadAnswer(f"The source's answer to {what} is not a JSON object.")
-    return answer
-
-
-def answer_field(
-    answer: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str
-) -> Any:
-    """One field of an answer, of the expected type (bool is not an int here), or BadAnswer."""
-    value = answer.get(name)
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join(item.__name__ for item in kinds)
-        raise BadAnswer(f"The source's answer to {what} lacks '{name}' or it is not a {names}.")
-    return value
 
 
 def certificate_fingerprint(pem: str) -> str:
@@ -133,74 +102,6 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
         if certificate_fingerprint(presented) != certificate_fingerprint(self._pem):
             self.sock.close()
             raise CertificateMismatch(f"{self.host} presented an unexpected certificate.")
-
-
-SERVER_ROLES = ("standalone", "ha_master", "ha_slave")
-HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-DOMAIN_NAME = re.compile(r"^(?=.{0,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)*$")
-VERSION = re.compile(r"^\d{1,4}(\.\d{1,4}){0,3}$")
-INFO_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "host_name": str,
-    "domain_name": str,
-    "ip_address": str,
-    "server_role": str,
-    "server_role_label": str,
-    "software_version": str,
-    "data_size_bytes": int,
-    "data_tables": list,
-    "traffic_log_files": int,
-    "traffic_log_bytes": int,
-    "licence": dict,
-    "tls_fingerprint": str,
-    "ssh_host_key": str,
-    "commands": dict,
-    "traffic_log_dir": str,
-    "certificate_files": dict,
-}
-"""What every source's `info` answer holds, by type (more fields may come and are kept)."""
-LICENCE_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "guid": str,
-    "state": str,
-    "has_active_maintenance": bool,
-}
-
-
-def source_info_check(answer: dict[str, Any]) -> dict[str, Any]:
-    """The source's `info` answer once every field this system relies on is of the right type
-    and shape; BadAnswer naming the first field that is not."""
-    for name, kind in INFO_FIELDS.items():
-        answer_field(answer, name, kind, "info")
-    for name, kind in LICENCE_FIELDS.items():
-        answer_field(answer["licence"], name, kind, "info (licence)")
-    for name in ("restart", "reboot"):
-        answer_field(answer["commands"], name, str, "info (commands)")
-    for name in ("certificate", "key"):
-        answer_field(answer["certificate_files"], name, str, "info (certificate_files)")
-    _info_values_check(answer)
-    return answer
-
-
-def _info_values_check(answer: dict[str, Any]) -> None:
-    """Values that end up in names, paths and decisions here must have their expected form."""
-    if not HOST_NAME.match(answer["host_name"]):
-        raise BadAnswer(f"The source's host name {answer['host_name'][:80]!r} is not a host name.")
-    if not DOMAIN_NAME.match(answer["domain_name"]):
-        raise BadAnswer("The source's domain name is not a domain name.")
-    if answer["server_role"] not in SERVER_ROLES:
-        raise BadAnswer(f"The source's server role {answer['server_role'][:40]!r} is unknown.")
-    if answer["server_role"] != "standalone" and not isinstance(answer.get("ha"), dict):
-        raise BadAnswer("The source is in high availability but does not say how ('ha').")
-    if not VERSION.match(answer["software_version"]):
-        raise BadAnswer("The source's software version is not a version number.")
-    numbers = ("data_size_bytes", "traffic_log_files", "traffic_log_bytes")
-    if any(answer[name] < 0 for name in numbers):
-        raise BadAnswer("The source's sizes must not be negative.")
-    for table in answer["data_tables"]:
-        if not isinstance(table, dict) or not isinstance(table.get("name"), str):
-            raise BadAnswer("The source's list of data tables is not a list of named tables.")
-    events = answer.get("data_events", [])
-    if not isinstance(events, list) or not all(isinstance(name, str) for name in events):
-        raise BadAnswer("The source's list of data events is not a list of names.")
 
 
 def _read_bounded(response: http.client.HTTPResponse) -> bytes:
@@ -329,8 +230,14 @@ class PeerClient:
             self.token = ""
 
     def info(self) -> dict[str, Any]:
-        """Who the source is, checked field by field (`source_info.source_info_check`)."""
-        return source_info_check(self.call("GET", "info"))
+        """Who the source is, as it answered, once checked field by field (`SourceInfo.parse`)."""
+        answer = self.call("GET", "info")
+        SourceInfo.parse(answer)
+        return answer
+
+    def source_info(self) -> SourceInfo:
+        """Who the source is, as typed facts (BadAnswer naming the first wrong field)."""
+        return SourceInfo.parse(self.call("GET", "info"))
 
     def settings(self) -> dict[str, Any]:
         answer = self.call("GET", "settings")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from migrations_engine.source_info import SourceInfo
+
 
 @dataclass(frozen=True)
 class PlanFacts:
@@ -46,13 +48,12 @@ def plan_build(facts: PlanFacts) -> list[PlannedOperation]:
     return rows
 
 
-def licence_migration_refusal(*, target_licence_state: str, source_info: dict[str, Any]) -> str:
+def licence_migration_refusal(*, target_licence_state: str, source: SourceInfo) -> str:
     """Why the licence cannot be migrated ('' when it can): the seed's two conditions."""
     if target_licence_state == "active":
         return "This system already has a licence."
-    licence = source_info.get("licence") or {}
-    if licence.get("state") != "active":
+    if not source.licence.is_active:
         return "The source has no active licence."
-    if not licence.get("has_active_maintenance"):
+    if not source.licence.has_active_maintenance:
         return "The source's maintenance contract is not active."
     return ""

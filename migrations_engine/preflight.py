@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 
@@ -36,6 +35,7 @@ from migrations_engine.peer_client import (
     certificate_fingerprint,
     fetch_certificate,
 )
+from migrations_engine.source_info import SourceInfo
 
 PORT_TIMEOUT = 2.5
 """Seconds to wait for a port: a filtered port is reported within 3 seconds."""
@@ -134,16 +134,13 @@ def ports_check(address: str, ports: Iterable[int]) -> list[Check]:
         return list(pool.map(lambda port: port_check(address, port), ports))
 
 
-def disk_check(source_info: dict[str, Any]) -> list[Check]:
+def disk_check(source: SourceInfo) -> list[Check]:
     """Room on this system for the source's data and (if copied) its traffic logs."""
     checks = []
     wanted = {
-        "Disk space for the data": (
-            int(source_info.get("data_size_bytes", 0)),
-            settings.APPLIANCE_VAR_DIR,
-        ),
+        "Disk space for the data": (source.data_size_bytes, settings.APPLIANCE_VAR_DIR),
         "Disk space for the traffic logs": (
-            int(source_info.get("traffic_log_bytes", 0)),
+            source.traffic_log_bytes,
             settings.APPLIANCE_TRAFFIC_LOG_DIR,
         ),
     }
@@ -161,9 +158,9 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def version_check(source_info: dict[str, Any]) -> Check:
+def version_check(source: SourceInfo) -> Check:
     """The source must not run a newer version of the software than this system."""
-    theirs = str(source_info.get("software_version", "?"))
+    theirs = source.software_version or "?"
     if _version(theirs) > _version(SOFTWARE_VERSION):
         return Check(
             "Software versions",
@@ -194,7 +191,7 @@ class Preflight:
     checks: list[Check]
     certificate: str = ""
     fingerprint: str = ""
-    source_info: dict[str, Any] | None = None
+    source_info: SourceInfo | None = None
 
     @property
     def ok(self) -> bool:
@@ -246,13 +243,13 @@ def certificate_changed(presented: str, confirmed: str) -> Check:
 
 def preflight_login(
     address: str, certificate: str, password: str, *, port: int = 443
-) -> tuple[list[Check], dict[str, Any] | None]:
+) -> tuple[list[Check], SourceInfo | None]:
     """The checks that need the password, sent only through a client pinned to `certificate`:
     the password itself, the versions and the disk space here."""
     client = PeerClient(address, certificate, port, timeout=10)
     try:
         client.login(password)
-        info = client.info()
+        info = client.source_info()
         client.logout()
     except CertificateMismatch as error:
         return [Check(CERTIFICATE_CHECK, False, str(error), CERTIFICATE_CHANGED_FIX)], None

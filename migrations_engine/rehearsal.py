@@ -125,9 +125,9 @@ def _copy(run: MigrationRun, source: MySQLURL, scratch: MySQLURL, say: Reporter)
 def _outcome(run: MigrationRun, copy: Any, source_settings: dict[str, Any]) -> dict[str, Any]:
     basic, site_bound = node_services.split_settings(source_settings)
     plan = plan_build(run_facts(run))
-    info = run.source_info
-    refusal = licence_refusal(info)
-    every_table = {table["name"] for table in info.get("data_tables", [])}
+    source = run.source
+    refusal = licence_refusal(source)
+    every_table = source.table_names
     copied = set(copy.tables)
     return {
         "tables": {
@@ -157,15 +157,15 @@ def _outcome(run: MigrationRun, copy: Any, source_settings: dict[str, Any]) -> d
             ],
         },
         "licence": {
-            "guid": (info.get("licence") or {}).get("guid"),
+            "guid": source.licence.guid or None,
             "migrated": run.migrate_licence,
             "reason": "Migrate License is on"
             if run.migrate_licence
             else (refusal or "Migrate License is off"),
         },
         "traffic_logs": {
-            "files": info.get("traffic_log_files", 0),
-            "bytes": info.get("traffic_log_bytes", 0),
+            "files": source.traffic_log_files,
+            "bytes": source.traffic_log_bytes,
             "migrated": run.copy_traffic_logs,
             "reason": "Copy User Traffic Logs is " + ("on" if run.copy_traffic_logs else "off"),
         },
@@ -180,7 +180,7 @@ def _estimate(run: MigrationRun, copy: Any, plan: list[Any]) -> dict[str, Any]:
     parts = {
         "data_copy_seconds": copy.seconds,
         "backup_seconds": here / speed if speed else 0.0,
-        "traffic_logs_seconds": run.source_info.get("traffic_log_bytes", 0) / LOG_BYTES_PER_SECOND
+        "traffic_logs_seconds": run.source.traffic_log_bytes / LOG_BYTES_PER_SECOND
         if run.copy_traffic_logs
         else 0.0,
         "reboot_seconds": REBOOT_SECONDS if run.swap_configuration else 0.0,

@@ -56,17 +56,17 @@ def report_build(run: MigrationRun) -> dict[str, Any]:
         {"label": row["label"], "reason": row["reason"]} for row in run.plan if not row["runs"]
     ]
     licence = services.licence_get()
-    info = run.source_info
+    source = run.source
     backup = run.operations.filter(name="backup_current").values_list("result", flat=True).first()
     return {
         "run": run.id,
         "status": run.status,
         "source": {
             "address": run.source_address,
-            "host_name": info.get("host_name"),
-            "domain_name": info.get("domain_name"),
-            "server_role": info.get("server_role_label"),
-            "software_version": info.get("software_version"),
+            "host_name": source.host_name,
+            "domain_name": source.domain_name,
+            "server_role": source.role_label,
+            "software_version": source.software_version,
             "certificate_fingerprint": run.source_fingerprint,
         },
         "current_system": services.identity_get(),

@@ -28,6 +28,7 @@ from migrations_engine.preflight import (
     source_address_check,
 )
 from migrations_engine.secrets import SecretMissing, secret_forget, secret_get, secret_put
+from migrations_engine.source_info import SourceInfo
 from migrations_engine.steps import step_missing
 
 
@@ -58,7 +59,7 @@ def run_prepare(
         )
     client = PeerClient(address, pem, port)
     client.login(password)
-    info = client.info()
+    info = client.source_info()
     client.logout()
     options_check(info, migrate_licence=migrate_licence, tables=tables, accounts=accounts)
     run = MigrationRun.objects.create(
@@ -67,7 +68,7 @@ def run_prepare(
         source_port=port,
         source_certificate=pem,
         source_fingerprint=presented,
-        source_info=info,
+        source_info=info.as_dict(),
         swap_configuration=swap_configuration,
         migrate_licence=migrate_licence,
         copy_traffic_logs=copy_traffic_logs,
@@ -166,14 +167,14 @@ def _checks_keep(
     run: MigrationRun,
     checks: list[Check],
     password: str,
-    info: dict[str, Any] | None = None,
+    info: SourceInfo | None = None,
 ) -> MigrationRun:
     """Save the checks (and the source's info when the login gave it) in the draft; the
     password is kept unless the source refused it."""
     run.checks = [asdict(check) for check in checks]
     run.checked_at = timezone.now()
     if info is not None:
-        run.source_info = info
+        run.source_info = info.as_dict()
     draft_save(run)
     if any(check.name == PASSWORD_CHECK and check.refused_password for check in checks):
         secret_forget(run, "admin_password")
@@ -199,10 +200,10 @@ def _current_info() -> dict[str, Any]:
     }
 
 
-def licence_refusal(source_info: dict[str, Any]) -> str:
+def licence_refusal(source: SourceInfo) -> str:
     """Why this source's licence cannot move to this system ('' when it can)."""
     return licence_migration_refusal(
-        target_licence_state=node_services.licence_get().state, source_info=source_info
+        target_licence_state=node_services.licence_get().state, source=source
     )
 
 
@@ -217,9 +218,7 @@ def draft_options_set(
 ) -> None:
     """Keep the chosen options and plan the run for them."""
     _require_step(run, "options")
-    options_check(
-        run.source_info, migrate_licence=migrate_licence, tables=tables, accounts=accounts
-    )
+    options_check(run.source, migrate_licence=migrate_licence, tables=tables, accounts=accounts)
     run.swap_configuration = swap_configuration
     run.migrate_licence = migrate_licence
     run.copy_traffic_logs = copy_traffic_logs
@@ -231,18 +230,17 @@ def draft_options_set(
 
 
 def options_check(
-    source_info: dict[str, Any],
+    source: SourceInfo,
     *,
     migrate_licence: bool,
     tables: list[str] | None,
     accounts: list[str] | None,
 ) -> None:
     """PreparationError when these options cannot be used with this source."""
-    if migrate_licence and (refusal := licence_refusal(source_info)):
+    if migrate_licence and (refusal := licence_refusal(source)):
         raise PreparationError(f"Migrate License is not possible: {refusal}")
     if tables is not None:
-        known = {table["name"] for table in source_info.get("data_tables", [])}
-        unknown = sorted(set(tables) - known)
+        unknown = sorted(set(tables) - source.table_names)
         if unknown:
             raise PreparationError(f"The source has no table {', '.join(unknown)}.")
         if not tables:
@@ -252,7 +250,7 @@ def options_check(
             raise PreparationError("Choose either tables or accounts, not both.")
         if not accounts:
             raise PreparationError("List at least one account, one user name per line.")
-        if source_info.get("server_role", "standalone") != "standalone":
+        if source.is_ha:
             raise PreparationError(
                 "Only a standalone source can be migrated account by account: a source in "
                 "high availability is replicated whole."
@@ -263,11 +261,10 @@ def draft_execute(run: MigrationRun, *, typed_name: str) -> None:
     """Start the run once the administrator typed the source's host name to confirm."""
     _require_step(run, "confirmation")
     typed = typed_name.strip().lower()
-    names = {run.source_info.get("host_name", "").lower(), run.source_name.lower()}
+    source = run.source
+    names = {source.host_name.lower(), source.fqdn.lower()}
     if not typed or typed not in names:
-        raise PreparationError(
-            f"Type the source's host name ({run.source_info.get('host_name')}) to confirm."
-        )
+        raise PreparationError(f"Type the source's host name ({source.host_name}) to confirm.")
     if not _known_password(run):
         raise PreparationError(
             "The source's Admin User password is no longer known here: go back to Source "

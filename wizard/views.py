@@ -147,13 +147,14 @@ def source_start_again(request: HttpRequest, run: MigrationRun | None) -> HttpRe
 @wizard_step("source_info")
 def source_info(request: HttpRequest, run: MigrationRun) -> HttpResponse:
     """Step 3: who the source is (read after its confirmed certificate took the password)."""
-    return page(request, "source_info", run, info=run.source_info, advice=dns_advice_before(run))
+    return page(request, "source_info", run, info=run.source, advice=dns_advice_before(run))
 
 
 @wizard_step("options")
 def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
     """Step 4: Swap Configuration, Migrate License, Copy User Traffic Logs, which data."""
-    tables = run.source_info.get("data_tables", [])
+    source = run.source
+    tables = source.data_tables
     initial = {
         "swap_configuration": run.swap_configuration,
         "migrate_licence": run.migrate_licence,
@@ -165,8 +166,8 @@ def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
     form = OptionsForm(
         posted(request),
         initial=initial,
-        tables=[(table["name"], table["name"]) for table in tables],
-        licence_refusal=licence_refusal(run.source_info),
+        tables=[(table.name, table.name) for table in tables],
+        licence_refusal=licence_refusal(source),
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -185,7 +186,7 @@ def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
             return redirect("wizard:confirmation")
         except (PreparationError, RehearsalFailed) as error:
             form.add_error(None, str(error))
-    return page(request, "options", run, form=form, info=run.source_info, tables=tables)
+    return page(request, "options", run, form=form, info=source, tables=tables)
 
 
 @wizard_step("options")

@@ -6,6 +6,7 @@ from typing import Any
 
 from appliance.backup import BackupError, backup_create, backup_get
 from migrations_engine.context import Progress, RunContext
+from migrations_engine.handoffs import keep_backup, own
 from migrations_engine.operations.base import Operation, OperationFailed
 from migrations_engine.plan import PlanFacts
 
@@ -22,9 +23,9 @@ class BackupCurrentSystem(Operation):
         return True, "always, before anything here is overwritten"
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
-        if "backup" in context.memory:
+        if taken := own(context).backup:
             try:
-                backup = backup_get(context.memory["backup"])
+                backup = backup_get(taken)
                 return _described(backup.id, backup.size_bytes, str(backup.directory))
             except BackupError:
                 context.log("the backup recorded earlier is gone; taking a new one")
@@ -37,7 +38,7 @@ class BackupCurrentSystem(Operation):
             raise OperationFailed(
                 str(error), "Free space or fix the cause, then Resume."
             ) from error
-        context.remember(backup=backup.id)
+        keep_backup(context, backup.id)
         context.log(f"backup {backup.id} taken ({backup.size_bytes} bytes) in {backup.directory}")
         return _described(backup.id, backup.size_bytes, str(backup.directory))
 

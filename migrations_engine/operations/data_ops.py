@@ -32,6 +32,7 @@ from migrations_engine.datacopy.sql import (
 from migrations_engine.datacopy.upgrade import upgrade_data_schema
 from migrations_engine.operations.base import Operation, OperationFailed
 from migrations_engine.plan import PlanFacts
+from migrations_engine.source_info import SourceInfo
 
 REPLICA_NAME = "migration"
 COPY_SHARE = 0.9
@@ -71,7 +72,7 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
             str(error), "Fix the cause, then Resume: the copy continues where it stopped."
         ) from error
     context.log(f"copied {result.rows} rows in {len(result.tables)} tables, verified")
-    refused = result.refused + events_not_copied(context.run.source_info, result.refused)
+    refused = result.refused + events_not_copied(context.run.source, result.refused)
     for item in refused:
         context.log(f"not copied: {item.kind} {item.name}: {item.reason}")
     progress.update(COPY_SHARE, message="upgrading the data schema", force=True)
@@ -95,15 +96,13 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
     }
 
 
-def events_not_copied(
-    source_info: dict[str, Any], listed: list[RefusedObject]
-) -> list[RefusedObject]:
+def events_not_copied(source: SourceInfo, listed: list[RefusedObject]) -> list[RefusedObject]:
     """The source's events (which it names itself: the run's account cannot see them) that
     the copy has not listed yet, each as not copied."""
     known = {item.name for item in listed if item.kind == "event"}
     return [
         RefusedObject("event", name, EVENTS_NOT_COPIED)
-        for name in source_info.get("data_events", [])
+        for name in source.data_events
         if name not in known
     ]
 

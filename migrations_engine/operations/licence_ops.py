@@ -29,8 +29,8 @@ class MigrateLicence(Operation):
         return False, "Migrate License is off"
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
-        source_licence = context.run.source_info.get("licence") or {}
-        guid = source_licence.get("guid", "")
+        source_licence = context.run.source.licence
+        guid = source_licence.guid
         if not guid:
             raise OperationFailed(
                 "The source has no licence to migrate.", "Run without Migrate License."
@@ -42,8 +42,8 @@ class MigrateLicence(Operation):
                 "Run again without Migrate License, or remove this system's licence first.",
             )
         licence.guid = guid
-        licence.holder = source_licence.get("holder", "")
-        licence.maintenance_until = parse_date(source_licence.get("maintenance_until") or "")
+        licence.holder = source_licence.holder
+        licence.maintenance_until = parse_date(source_licence.maintenance_until or "")
         licence.state = LicenceState.ACTIVE
         licence.save()
         context.log(f"this system claimed licence {guid}")

@@ -101,7 +101,7 @@ class RebootSystems(Operation):
         return result
 
     def _reboot_source(self, context: RunContext, progress: Progress) -> float:
-        command = context.run.source_info.get("commands", {}).get("reboot", "")
+        command = context.run.source.commands.reboot
         if not command:
             raise OperationFailed("The source did not say how it reboots.", "Update the source.")
         progress.update(0.1, message="rebooting the source", force=True)
@@ -169,7 +169,7 @@ class CopySyslog(Operation):
         return False, "Copy User Traffic Logs is off"
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
-        source_dir = context.run.source_info.get("traffic_log_dir", "")
+        source_dir = context.run.source.traffic_log_dir
         target_dir = Path(settings.APPLIANCE_TRAFFIC_LOG_DIR)
         target_dir.mkdir(parents=True, exist_ok=True)
         if context.run.accounts is not None:
@@ -202,7 +202,7 @@ class CopySyslog(Operation):
         `<name>.from-<source host>.log.gz` here (this system's own logs stay untouched).
         A log whose name cannot be a file name here is listed as not copied, with the reason."""
         accounts = set(context.run.accounts or [])
-        origin = context.run.source_info.get("host_name", "source")
+        origin = context.run.source.host_name or "source"
         try:
             host_name_check(origin)
         except UnsafeName as error:

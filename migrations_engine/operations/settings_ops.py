@@ -6,7 +6,8 @@ from typing import Any
 
 from appliance import services
 from migrations_engine.context import Progress, RunContext
-from migrations_engine.operations.base import Operation
+from migrations_engine.handoffs import KeptSettings, RunHandoffs, keep_settings, own
+from migrations_engine.operations.base import Operation, OperationFailed
 
 
 class CopySettings(Operation):
@@ -17,19 +18,16 @@ class CopySettings(Operation):
     reversible = True
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
-        if "previous" not in context.memory:
-            context.remember(previous=services.settings_export(), identity=services.identity_get())
+        if own(context).settings_kept_for_swap is None:
+            keep_settings(
+                context, KeptSettings(services.settings_export(), services.identity_get())
+            )
         source_settings = context.peer_call("settings")["settings"]
         progress.update(0.5, message="applying the source's settings", force=True)
         basic, site_bound = services.split_settings(source_settings)
         if context.run.swap_configuration:
             services.settings_set_all(source_settings)
-            source = context.run.source_info
-            services.identity_set(
-                host_name=source["host_name"],
-                domain_name=source["domain_name"],
-                ip_address=source["ip_address"],
-            )
+            services.identity_set(**context.run.source.identity)
             applied = sorted(source_settings)
         else:
             services.settings_replace(basic)
@@ -38,9 +36,9 @@ class CopySettings(Operation):
         return {"groups_applied": applied, "groups_kept": sorted(set(site_bound) - set(applied))}
 
     def undo(self, context: RunContext) -> None:
-        if "previous" in context.memory:
-            services.settings_set_all(context.memory["previous"])
-            services.identity_set(**context.memory["identity"])
+        if (kept := own(context).settings_kept_for_swap) is not None:
+            services.settings_set_all(kept.settings)
+            services.identity_set(**kept.identity)
             context.log("this system's previous settings are back")
 
 
@@ -56,17 +54,19 @@ class ModifySourceConfiguration(Operation):
         if "source_previous" not in context.memory:
             context.remember(
                 source_previous=context.peer_call("settings")["settings"],
-                source_identity={
-                    key: context.run.source_info[key]
-                    for key in ("host_name", "domain_name", "ip_address")
-                },
+                source_identity=context.run.source.identity,
             )
         if context.run.swap_configuration:
-            ours = context.run.operations.get(name=CopySettings.name).memory
-            _, site_bound = services.split_settings(ours["previous"])
-            context.peer_call("configuration", site_bound, identity=ours["identity"])
+            ours = RunHandoffs.of(context.run).settings_kept_for_swap
+            if ours is None:
+                raise OperationFailed(
+                    "This system's former settings were not kept: the swap cannot go on.",
+                    "Start over.",
+                )
+            _, site_bound = services.split_settings(ours.settings)
+            context.peer_call("configuration", site_bound, identity=ours.identity)
             context.log("the source took this system's former network identity and settings")
-            return {"source_took": sorted(site_bound), "source_identity": ours["identity"]}
+            return {"source_took": sorted(site_bound), "source_identity": ours.identity}
         fqdn = services.node_get().fqdn
         context.peer_call("configuration", {}, migrated_to=fqdn)
         context.log(f"the source is marked as migrated to {fqdn}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrations_engine.context import Progress, RunContext
+from migrations_engine.handoffs import RunHandoffs, keep_round_robin_hosts, own
 from migrations_engine.operations.base import Operation
 from migrations_engine.operations.data_ops import replica_stop
 from migrations_engine.plan import PlanFacts
@@ -18,21 +19,21 @@ class PlaceSourceUnderMaintenance(Operation):
     reversible = True
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
-        info = context.run.source_info
-        ha = info.get("ha") or {}
+        source = context.run.source
         if "round_robin_hosts" not in context.memory:
-            context.remember(round_robin_hosts=list(ha.get("round_robin_hosts", [])))
+            keep_round_robin_hosts(context, source.ha.round_robin_hosts)
+        hosts = list(own(context).round_robin_hosts_removed)
         context.peer_call("maintenance", enabled=True, reason=f"migration run {context.run.id}")
         result: dict[str, Any] = {"maintenance": True}
-        if info.get("server_role") == "ha_master" and context.memory["round_robin_hosts"]:
+        if source.is_ha_master and hosts:
             context.peer_call("round_robin_hosts", [])
-            result["round_robin_hosts_removed"] = context.memory["round_robin_hosts"]
+            result["round_robin_hosts_removed"] = hosts
         context.log("the source is in maintenance mode")
         return result
 
     def undo(self, context: RunContext) -> None:
-        if context.memory.get("round_robin_hosts"):
-            context.peer_call("round_robin_hosts", context.memory["round_robin_hosts"])
+        if hosts := list(own(context).round_robin_hosts_removed):
+            context.peer_call("round_robin_hosts", hosts)
         context.peer_call("maintenance", enabled=False)
         context.log("the source is out of maintenance mode")
 
@@ -66,10 +67,9 @@ class FinalOperations(Operation):
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        maintenance = context.run.operations.get(name=PlaceSourceUnderMaintenance.name).memory
-        if maintenance.get("round_robin_hosts"):
-            context.peer_call("round_robin_hosts", maintenance["round_robin_hosts"])
-            result["round_robin_hosts_restored"] = maintenance["round_robin_hosts"]
+        if hosts := list(RunHandoffs.of(context.run).round_robin_hosts_removed):
+            context.peer_call("round_robin_hosts", hosts)
+            result["round_robin_hosts_restored"] = hosts
         if context.run.swap_configuration:
             context.peer_call("maintenance", enabled=False)
             result["source_maintenance"] = "off (it took this system's former configuration)"

@@ -77,12 +77,16 @@ class UpdateCertificates(Operation):
 
     @staticmethod
     def _copy_source_certificate(context: RunContext, cert: Path, key: Path) -> None:
-        files = context.run.source_info.get("certificate_files") or {}
+        files = context.run.source.certificate_files
+        if not files.certificate or not files.key:
+            raise OperationFailed(
+                "The source did not say where its certificate is.", "Update the source."
+            )
         try:
             with ssh_session(context.peer(), context.run.peer_ref) as session:
                 for remote, local, private in (
-                    (files["certificate"], cert, False),
-                    (files["key"], key, True),
+                    (files.certificate, cert, False),
+                    (files.key, key, True),
                 ):
                     copied = copy_file(session.client, remote, local, private=private)
                     if not copied.complete:

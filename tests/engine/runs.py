@@ -9,6 +9,25 @@ import pytest
 from migrations_engine import executor
 from migrations_engine.models import MigrationRun
 
+FULL_INFO: dict[str, Any] = {
+    "host_name": "appliance-old",
+    "domain_name": "mycompany.test",
+    "ip_address": "192.0.2.10",
+    "server_role": "standalone",
+    "server_role_label": "Standalone",
+    "software_version": "3.2",
+    "data_size_bytes": 1000,
+    "data_tables": [{"name": "subscriber", "rows": 3, "bytes": 1000}],
+    "traffic_log_files": 0,
+    "traffic_log_bytes": 0,
+    "licence": {"guid": "G-1", "state": "active", "has_active_maintenance": True},
+    "tls_fingerprint": "AA",
+    "ssh_host_key": "ssh-ed25519 AAAA",
+    "commands": {"restart": "true", "reboot": "true"},
+    "traffic_log_dir": "/var/log/traffic",
+    "certificate_files": {"certificate": "/etc/c.pem", "key": "/etc/k.pem"},
+}
+"""A complete `info` answer of a standalone source, as the peer API gives it."""
 STANDALONE_INFO: dict[str, Any] = {
     "server_role": "standalone",
     "host_name": "old",

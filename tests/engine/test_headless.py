@@ -447,7 +447,7 @@ def test_preflight_finds_what_is_wrong_and_what_is_right(fresh: dict[str, str]) 
     assert right.ok, right.checks
     assert right.fingerprint == confirmed
     assert right.source_info is not None
-    assert right.source_info["host_name"] == "appliance-old"
+    assert right.source_info.host_name == "appliance-old"
 
 
 CURRENT_STATE = """

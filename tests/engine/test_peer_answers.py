@@ -24,27 +24,11 @@ from migrations_engine.peer_client import (
     PeerUnreachable,
 )
 from migrations_engine.preflight import preflight_login
+from tests.engine.runs import FULL_INFO
 
 ADDRESS = "127.0.0.1"
 Answer = Callable[[BaseHTTPRequestHandler], None]
-GOOD_INFO: dict[str, Any] = {
-    "host_name": "appliance-old",
-    "domain_name": "mycompany.test",
-    "ip_address": "192.0.2.10",
-    "server_role": "standalone",
-    "server_role_label": "Standalone",
-    "software_version": "3.2",
-    "data_size_bytes": 1000,
-    "data_tables": [{"name": "subscriber", "rows": 3, "bytes": 1000}],
-    "traffic_log_files": 0,
-    "traffic_log_bytes": 0,
-    "licence": {"guid": "G-1", "state": "active", "has_active_maintenance": True},
-    "tls_fingerprint": "AA",
-    "ssh_host_key": "ssh-ed25519 AAAA",
-    "commands": {"restart": "true", "reboot": "true"},
-    "traffic_log_dir": "/var/log/traffic",
-    "certificate_files": {"certificate": "/etc/c.pem", "key": "/etc/k.pem"},
-}
+GOOD_INFO = FULL_INFO
 
 
 def json_answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Answer:

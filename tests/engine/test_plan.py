@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from migrations_engine.plan import PlanFacts, licence_migration_refusal, plan_build
+from migrations_engine.source_info import SourceInfo
 
 ALWAYS = [
     "Backs up the current system",
@@ -84,6 +85,7 @@ def test_licence_migration_needs_no_licence_here_and_a_maintained_one_there(
     target_state: str, source_licence: dict[str, object], refusal: str
 ) -> None:
     reason = licence_migration_refusal(
-        target_licence_state=target_state, source_info={"licence": source_licence}
+        target_licence_state=target_state,
+        source=SourceInfo.stored({"licence": source_licence}),
     )
     assert (refusal in reason) if refusal else reason == ""

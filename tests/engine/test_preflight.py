@@ -18,6 +18,7 @@ from migrations_engine.preflight import (
     source_address_check,
     version_check,
 )
+from migrations_engine.source_info import SourceInfo
 
 pytestmark = pytest.mark.django_db(databases=["default", "data"])
 
@@ -84,17 +85,17 @@ def test_ports_are_checked_at_once_and_a_silent_port_within_three_seconds() -> N
 
 
 def test_versions_newer_than_ours_are_refused() -> None:
-    assert version_check({"software_version": "3.2"}).ok
-    older = version_check({"software_version": "2.1"})
+    assert version_check(SourceInfo(software_version="3.2")).ok
+    older = version_check(SourceInfo(software_version="2.1"))
     assert older.ok and "upgraded" in older.detail
-    newer = version_check({"software_version": "4.0"})
+    newer = version_check(SourceInfo(software_version="4.0"))
     assert not newer.ok and "Update this system" in newer.fix
 
 
 def test_disk_space_is_compared_with_what_the_source_holds() -> None:
-    small = {"data_size_bytes": 1000, "traffic_log_bytes": 1000}
+    small = SourceInfo(data_size_bytes=1000, traffic_log_bytes=1000)
     assert all(check.ok for check in disk_check(small))
-    huge = {"data_size_bytes": 10**18, "traffic_log_bytes": 0}
+    huge = SourceInfo(data_size_bytes=10**18, traffic_log_bytes=0)
     data, logs = disk_check(huge)
     assert not data.ok and "Free space in" in data.fix
     assert logs.ok

@@ -34,6 +34,7 @@ from migrations_engine.models import (
 from migrations_engine.operations import OPERATION_BY_NAME
 from migrations_engine.secrets import secret_put
 from migrations_engine.services import wizard_run
+from migrations_engine.source_info import SourceInfo
 from wizard import urls as wizard_urls
 from wizard.templatetags.wizard_format import duration, figures, percent, size
 from wizard.views import FRESH_SECONDS
@@ -351,9 +352,10 @@ class FakeSource:
 
     def login(
         self, address: str, certificate: str, password: str, **_: Any
-    ) -> tuple[list[preflight.Check], dict[str, Any]]:
+    ) -> tuple[list[preflight.Check], SourceInfo]:
         self.received.append((certificate, password))
-        return [preflight.Check("Admin User password", True, "accepted")], STANDALONE_INFO
+        checks = [preflight.Check("Admin User password", True, "accepted")]
+        return checks, SourceInfo.stored(STANDALONE_INFO)
 
 
 @pytest.fixture

@@ -190,10 +190,10 @@ class Command(BaseCommand):
         return password
 
     def _print_plan(self, run: MigrationRun) -> None:
-        info = run.source_info
+        info = run.source
         self.stdout.write(
-            f"Source: {info['host_name']}.{info['domain_name']} ({run.source_address}), "
-            f"{info['server_role_label']}, version {info['software_version']}"
+            f"Source: {info.fqdn} ({run.source_address}), "
+            f"{info.role_label}, version {info.software_version}"
         )
         self.stdout.write("Plan:")
         for index, row in enumerate(run.plan, start=1):
