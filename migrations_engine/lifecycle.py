@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from migrations_engine.models import (
@@ -47,16 +47,34 @@ def run_transition(
     """Move the run to status `to` (None: keep it) if it is in one of `from_statuses` (and, when
     given, still at `fence` and matching `where`), writing `fields` too and raising the fence
     when asked; whether it moved."""
-    runs = MigrationRun.objects.filter(id=run_id, status__in=list(from_statuses))
+    return _transition(
+        MigrationRun.objects.filter(id=run_id),
+        to=to, from_statuses=from_statuses, fence=fence, where=where,
+        raise_fence=raise_fence, fields=fields,
+    )  # fmt: skip
+
+
+def _transition(
+    jobs: QuerySet[Any],
+    *,
+    to: str | None,
+    from_statuses: Iterable[str],
+    fence: int | None,
+    where: Q | None,
+    raise_fence: bool,
+    fields: dict[str, Any],
+) -> bool:
+    """One conditional UPDATE of a job's row (a run's, a rehearsal's); whether it moved."""
+    jobs = jobs.filter(status__in=list(from_statuses))
     if fence is not None:
-        runs = runs.filter(fence=fence)
+        jobs = jobs.filter(fence=fence)
     if where is not None:
-        runs = runs.filter(where)
+        jobs = jobs.filter(where)
     if to is not None:
         fields["status"] = to
     if raise_fence:
         fields["fence"] = F("fence") + 1
-    return bool(runs.update(**fields))
+    return bool(jobs.update(**fields))
 
 
 def run_queue(run_id: int) -> bool:
@@ -173,16 +191,11 @@ def rehearsal_transition(
     **fields: Any,
 ) -> bool:
     """Move the rehearsal to status `to` (None: keep it) as `run_transition` moves a run."""
-    rehearsals = Rehearsal.objects.filter(id=rehearsal_id, status__in=list(from_statuses))
-    if fence is not None:
-        rehearsals = rehearsals.filter(fence=fence)
-    if where is not None:
-        rehearsals = rehearsals.filter(where)
-    if to is not None:
-        fields["status"] = to
-    if raise_fence:
-        fields["fence"] = F("fence") + 1
-    return bool(rehearsals.update(**fields))
+    return _transition(
+        Rehearsal.objects.filter(id=rehearsal_id),
+        to=to, from_statuses=from_statuses, fence=fence, where=where,
+        raise_fence=raise_fence, fields=fields,
+    )  # fmt: skip
 
 
 def rehearsal_queue(run_id: int) -> Rehearsal:
