@@ -1,6 +1,6 @@
 """Benchmark of the data copy against `mariadb-dump --single-transaction --quick | mariadb`.
 
-Builds the benchmark data set (the shared `bench/make-dataset`, at BENCH_SCALE, default 1) on a
+Builds the benchmark data set (`devtools/dataset.py`, at BENCH_SCALE, default 1) on a
 private MariaDB server at 127.0.0.4, then copies it BENCH_ROUNDS times (default 3) with each
 method, alternating, into a scratch database of the machine's MariaDB at 127.0.0.1. After each
 copy the target must match the source (CHECKSUM TABLE and row count per table). The copier runs
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config.env import quote_name  # noqa: E402
+from devtools.dataset import dataset_make  # noqa: E402
 from devtools.mariadb import MariaDBServer  # noqa: E402
 
 SOURCE_HOST = "127.0.0.4"
@@ -41,11 +42,6 @@ class Run:
     method: str
     seconds: float
     peak_mb: float
-
-
-def shared_dir() -> Path:
-    """The read-only shared folder beside the project (or SHARED_DIR)."""
-    return Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared"))
 
 
 def connect(host: str, database: str | None = None) -> pymysql.connections.Connection:
@@ -116,12 +112,7 @@ def main() -> None:
     server.start()
     try:
         print(f"building the data set at scale {scale} on {SOURCE_HOST}", flush=True)
-        subprocess.run(
-            [str(shared_dir() / "bench" / "make-dataset"), SOURCE_DATABASE, scale],
-            env={**os.environ, "MYSQL_HOST": SOURCE_HOST},
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        dataset_make(SOURCE_DATABASE, float(scale), host=SOURCE_HOST)
         expected = table_facts(SOURCE_HOST, SOURCE_DATABASE)
         rows = sum(count for _, count in expected.values())
         print(f"{rows:,} rows in {len(expected)} tables", flush=True)

@@ -15,7 +15,6 @@ from django.test import Client
 from appliance.auth import RECENT_USERS
 
 ADMIN_PASSWORD = "correct horse battery staple"
-SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared"
 
 
 @pytest.fixture(autouse=True)

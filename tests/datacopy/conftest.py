@@ -23,6 +23,7 @@ import pymysql
 import pytest
 
 from config.env import MySQLURL, parse_mysql_url
+from devtools.dataset import dataset_make
 from devtools.mariadb import MariaDBServer
 from migrations_engine.datacopy.checkpoints import STATE_DATABASE
 from migrations_engine.datacopy.sql import SourceDatabase
@@ -32,9 +33,8 @@ TARGET_HOST = "127.0.0.1"
 SOURCE_HOST = os.environ.get("TEST_DATACOPY_SOURCE_HOST", "127.0.0.3")
 
 
-def shared_dir() -> Path:
-    """The read-only shared folder beside the project (or SHARED_DIR)."""
-    return Path(os.environ.get("SHARED_DIR", PROJECT_ROOT.parent / "shared"))
+SAKILA = PROJECT_ROOT / "tests" / "datasets" / "sakila"
+"""The Sakila sample database (public, BSD licence): a compatibility case nobody here wrote."""
 
 
 def target_connection(database: str | None = None) -> pymysql.connections.Connection:
@@ -177,12 +177,7 @@ class Scratch:
 
     def make_dataset(self, scale: float) -> None:
         """The benchmark data set, at a small scale, in the source's scratch database."""
-        subprocess.run(
-            [str(shared_dir() / "bench" / "make-dataset"), self.source_name, str(scale)],
-            env={**os.environ, "MYSQL_HOST": self.source_server.host},
-            check=True,
-            capture_output=True,
-        )
+        dataset_make(self.source_name, scale, host=self.source_server.host)
 
     def assert_identical(self, *, auto_increment: bool = True) -> dict[str, Any]:
         """The target's copy matches the source in every way the snapshot looks at.

@@ -9,7 +9,7 @@ import pytest
 from migrations_engine.datacopy import CopyError, ProgressEvent, copy_database
 from migrations_engine.datacopy import copier as copier_module
 
-from .conftest import Scratch, query, quote, run_sql, shared_dir
+from .conftest import SAKILA, Scratch, query, quote, run_sql
 
 ODD_TABLES = [
     "CREATE TABLE `no key` (a INT, b VARCHAR(20)) ENGINE=InnoDB",
@@ -120,10 +120,9 @@ def test_a_chunk_too_big_to_format_at_once_is_streamed(
 
 
 def test_sakila_arrives_identical(scratch: Scratch) -> None:
-    sakila = shared_dir() / "datasets" / "sakila"
     scratch.source_name = "sakila"  # its views and routines name their database
-    scratch.load_sql_file(sakila / "sakila-schema.sql")
-    scratch.load_sql_file(sakila / "sakila-data.sql")
+    scratch.load_sql_file(SAKILA / "sakila-schema.sql")
+    scratch.load_sql_file(SAKILA / "sakila-data.sql")
 
     result = copy_database(scratch.source_url, scratch.target_url, chunk_bytes=64 * 1024)
 

@@ -35,13 +35,13 @@ from migrations_engine.datacopy.sql import connect_target, fetch_one
 from migrations_engine.report import objects_not_copied
 
 from .conftest import (
+    SAKILA,
     TARGET_HOST,
     Scratch,
     database_snapshot,
     query,
     quote,
     run_sql,
-    shared_dir,
     target_connection,
 )
 
@@ -301,10 +301,9 @@ def without_definers(snapshot: dict[str, Any]) -> dict[str, Any]:
 def test_sakila_arrives_whole_through_the_copiers_own_account(
     scratch: Scratch, copy_accounts: CopyAccounts
 ) -> None:
-    sakila = shared_dir() / "datasets" / "sakila"
     scratch.source_name = "sakila"  # its views and routines name their database
-    scratch.load_sql_file(sakila / "sakila-schema.sql")
-    scratch.load_sql_file(sakila / "sakila-data.sql")
+    scratch.load_sql_file(SAKILA / "sakila-schema.sql")
+    scratch.load_sql_file(SAKILA / "sakila-data.sql")
 
     result = copy_database(
         scratch.source_url,
