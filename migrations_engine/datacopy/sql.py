@@ -85,6 +85,8 @@ SSL_CONNECTION_ERROR = 2026
 
 CERTIFICATE_DATES = frozenset({9, 10})
 """OpenSSL's verify codes for a certificate not valid yet or expired."""
+NAME_MISMATCH = frozenset({62, 64})
+"""OpenSSL's verify codes for a certificate that does not name the host or address asked for."""
 
 
 class SourceTrustError(CopyError):
@@ -140,6 +142,14 @@ class PinnedContext(ssl.SSLContext):
     def _refusal(
         self, error: ssl.SSLCertVerificationError | None, presented: str = ""
     ) -> SourceTrustError:
+        if error is not None and error.verify_code in NAME_MISMATCH:
+            return SourceTrustError(
+                f"The certificate of the source's database server does not name {self.where} "
+                "(the address this system reaches it at); nothing was sent to it. Give the "
+                "source's database server a certificate that names this address (an IP address "
+                "in its subjectAltName), set APPLIANCE_DATA_DB_CERTIFICATE on the source to it, "
+                "then try again."
+            )
         if error is not None and error.verify_code in CERTIFICATE_DATES:
             return SourceTrustError(
                 f"The certificate of the source's database server at {self.where} is "
@@ -162,7 +172,7 @@ def pinned_context(pem: str, where: str) -> PinnedContext:
     """A TLS client context that accepts only the server certificate `pem`."""
     context = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = False  # the address is the run's; the certificate itself is pinned
+    context.check_hostname = True  # it must name the address, as the HA replica checks too
     context.verify_mode = ssl.CERT_REQUIRED
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     context.load_verify_locations(cadata=_first_certificate(pem))

@@ -142,6 +142,23 @@ def test_an_impostor_whose_certificate_chains_to_the_pinned_one_gets_nothing(
     assert "presented a certificate (fingerprint" in str(refused.value)
 
 
+def test_the_pinned_certificate_must_name_the_address_it_is_reached_at(
+    source_server: MariaDBServer, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "elsewhere.crt", tmp_path / "elsewhere.key"
+    self_signed_certificate(
+        cert_path=cert, key_path=key, common_name="db.elsewhere.test", addresses=["192.0.2.7"]
+    )
+    with Impostor(SOURCE_HOST, cert, key) as impostor:
+        url = SourceDatabase("mig_x", PASSWORD, SOURCE_HOST, impostor.port, "appliance_data")
+        with pytest.raises(SourceTrustError) as refused:
+            connect_source(replace(url, certificate=cert.read_text()))
+
+    assert bytes(impostor.after_handshake) == b""
+    assert b"mig_x" not in impostor.before_tls
+    assert f"does not name {SOURCE_HOST}:{impostor.port}" in str(refused.value)
+
+
 def test_a_server_that_offers_no_tls_is_refused_before_the_login(
     source_server: MariaDBServer,
 ) -> None:
