@@ -77,6 +77,11 @@ def _transition(
     return bool(jobs.update(**fields))
 
 
+def _stale(before: datetime) -> Q:
+    """Jobs whose holder has not beaten since `before` (or never did)."""
+    return Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=before)
+
+
 def run_queue(run_id: int) -> bool:
     """A draft is queued for the workers and takes this system's active slot (IntegrityError
     when another run holds it)."""
@@ -149,12 +154,11 @@ def run_requeue(run_id: int) -> bool:
 def run_give_up_stale(run_id: int, *, stale_before: datetime) -> bool:
     """A run no live worker holds (heartbeat older than `stale_before`) counts as failed; the
     fence is raised, so a worker that comes back late is turned away."""
-    stale = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before)
     return run_transition(
         run_id,
         to=RunStatus.FAILED,
         from_statuses=ACTIVE_STATUSES,
-        where=stale,
+        where=_stale(stale_before),
         active=None,
         raise_fence=True,
     )
@@ -268,12 +272,11 @@ def rehearsal_fail(rehearsal_id: int, *, fence: int, error: str) -> bool:
 def rehearsal_give_up_stale(rehearsal_id: int, *, stale_before: datetime, error: str) -> bool:
     """A running rehearsal no live worker holds (heartbeat older than `stale_before`) ends
     failed with `error`; the fence is raised, so a worker that comes back late is turned away."""
-    stale = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before)
     return rehearsal_transition(
         rehearsal_id,
         to=RehearsalStatus.FAILED,
         from_statuses=[RehearsalStatus.RUNNING],
-        where=stale,
+        where=_stale(stale_before),
         error=error,
         active=None,
         finished_at=timezone.now(),
