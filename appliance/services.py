@@ -220,6 +220,15 @@ def data_events() -> list[str]:
         return [str(row[0]) for row in cursor.fetchall()]
 
 
+def data_binlog() -> dict[str, Any]:
+    """Whether the data database's server writes a binary log a replica can follow while this
+    node stays in service (a migration's online pre-copy needs it on, in ROW format)."""
+    with connections[DATA_DB_ALIAS].cursor() as cursor:
+        cursor.execute("SELECT @@log_bin, @@binlog_format, @@version")
+        log_bin, binlog_format, version = cursor.fetchone()
+    return {"log_bin": bool(log_bin), "format": str(binlog_format), "server_version": str(version)}
+
+
 def data_tables() -> list[dict[str, Any]]:
     """The data database's tables with their approximate rows and bytes, by name."""
     with connections[DATA_DB_ALIAS].cursor() as cursor:
@@ -286,6 +295,7 @@ def node_info() -> dict[str, Any]:
         "data_size_bytes": data_size_bytes(),
         "data_tables": data_tables(),
         "data_events": data_events(),
+        "data_binlog": data_binlog(),
         "traffic_log_files": log_files,
         "traffic_log_bytes": log_bytes,
         "tls_fingerprint": tls_fingerprint(),

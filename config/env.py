@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import TypedDict
 from urllib.parse import unquote, urlsplit
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import validate_email
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
@@ -88,6 +89,24 @@ def env_secret_key(name: str, *, demo: bool) -> str:
 def env_list(name: str, default: str) -> list[str]:
     """A comma-separated list; blanks are dropped."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_emails(name: str) -> list[str]:
+    """A comma-separated list of email addresses (empty when unset); a malformed one is an
+    error naming it."""
+    addresses = env_list(name, "")
+    for address in addresses:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ImproperlyConfigured(f"{name}: {address!r} is not an email address") from None
+    return addresses
+
+
+def base_url(address: str, port: int) -> str:
+    """The https:// address of a web server at `address` (a name, IPv4 or IPv6) and `port`."""
+    host = f"[{address}]" if ":" in address else address
+    return f"https://{host}" if port == 443 else f"https://{host}:{port}"
 
 
 class Login(TypedDict):

@@ -11,7 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from config.env import (
+    base_url,
     env_bool,
+    env_emails,
     env_float,
     env_int,
     env_list,
@@ -240,6 +242,10 @@ MIGRATION_HEARTBEAT_STALE = env_int("MIGRATION_HEARTBEAT_STALE", 30, minimum=5)
 MIGRATION_STALL_SECONDS = env_int("MIGRATION_STALL_SECONDS", 120, minimum=10)
 MIGRATION_SERVICE_TIMEOUT = env_int("MIGRATION_SERVICE_TIMEOUT", 180, minimum=5)
 MIGRATION_REPLICA_TIMEOUT = env_int("MIGRATION_REPLICA_TIMEOUT", 900, minimum=10)
+# The online pre-copy: a lag that has not shrunk over this many seconds is a stall warning, and
+# the window a cutover would then take adds this margin for the verification of every table.
+MIGRATION_LAG_WINDOW = env_int("MIGRATION_LAG_WINDOW", 60, minimum=2)
+MIGRATION_VERIFY_MARGIN = env_int("MIGRATION_VERIFY_MARGIN", 10, minimum=0)
 MIGRATION_REBOOT_LIMIT = env_int("MIGRATION_REBOOT_LIMIT", 600, minimum=10)
 CELERY_BEAT_SCHEDULE = {
     "sweep-migration-runs": {"task": "migrations_engine.tasks.sweep_runs", "schedule": 15.0},
@@ -248,6 +254,23 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
     },
 }
+
+# Email notifications of a run's outcome (completed, failed, stalled, waiting for its cutover) to
+# these addresses, with a link to the run and its report (migrations_engine/notifications.py).
+# Off when no address is set. The SMTP password is a secret: never logged or shown.
+MIGRATION_NOTIFY_EMAILS = env_emails("MIGRATION_NOTIFY_EMAILS")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)  # seconds; a silent server is given up
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "appliance-migration@localhost")
+# How administrators reach this node's pages (the links in the emails).
+APPLIANCE_BASE_URL = env_str(
+    "APPLIANCE_BASE_URL", base_url(APPLIANCE_WEB_ADDRESS, APPLIANCE_WEB_PORT)
+).rstrip("/")
 
 LOGGING = {
     "version": 1,

@@ -238,6 +238,22 @@ class RunContext:
     def log(self, message: str) -> None:
         run_log(self.run.id, f"[{self.state.name}] {message}")
 
+    def downtime_begins(self) -> None:
+        """The source refuses writes from now on (the first time only: a resumed run's window
+        began when the source first went into maintenance)."""
+        MigrationRun.objects.filter(id=self.run.id, downtime_started_at=None).update(
+            downtime_started_at=timezone.now()
+        )
+
+    def downtime_ends(self) -> None:
+        """This system serves again, with the migrated data (the first time only)."""
+        MigrationRun.objects.filter(
+            id=self.run.id, downtime_started_at__isnull=False, downtime_ended_at=None
+        ).update(downtime_ended_at=timezone.now())
+        self.run.refresh_from_db(fields=["downtime_started_at", "downtime_ended_at"])
+        if (seconds := self.run.downtime_seconds) is not None:
+            self.log(f"service downtime: {seconds:.1f} s")
+
     def peer(self) -> PeerClient:
         """The source's peer API, logged in with the run's stored admin password."""
         if self._peer is None:

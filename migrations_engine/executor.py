@@ -24,11 +24,13 @@ from migrations_engine.context import Fenced, Progress, RunContext, heartbeat_ke
 from migrations_engine.handoffs import RunHandoffs
 from migrations_engine.models import (
     ACTIVE_STATUSES,
+    CutoverMode,
     MigrationRun,
     OperationState,
     OperationStatus,
     RunStatus,
 )
+from migrations_engine.online_copy import online_refusal
 from migrations_engine.operations import OPERATION_BY_NAME
 from migrations_engine.operations.base import OperationFailed
 from migrations_engine.peer_client import PeerError
@@ -52,6 +54,8 @@ def run_facts(run: MigrationRun) -> PlanFacts:
         copy_traffic_logs=run.copy_traffic_logs,
         tables=tuple(run.tables) if run.tables is not None else None,
         accounts=tuple(run.accounts) if run.accounts is not None else None,
+        binlog_refusal=online_refusal(run.source.data_binlog),
+        cutover_waits=run.cutover_mode != CutoverMode.CAUGHT_UP,
     )
 
 

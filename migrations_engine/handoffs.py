@@ -1,11 +1,12 @@
 """What one operation of a run hands to a later one, declared and typed.
 
 The settings this system had before the source's replaced them (the swap gives them to the
-source), the round-robin hosts taken off the source's HA Master (put back at the end) and the
-backup taken first (restored on Start Over). Each is written by the operation that produces it
-through a `keep_*` function, in that operation's memory (which also serves its own undo and a
-resume after a crash), and read by the others only through `RunHandoffs`, never by another
-operation's memory key.
+source), the round-robin hosts taken off the source's HA Master (put back at the end), the
+backup taken first (restored on Start Over) and the online pre-copy's replica (where in the
+source's binary log it started; the cutover finishes it). Each is written by the operation
+that produces it through a `keep_*` function, in that operation's memory (which also serves
+its own undo and a resume after a crash), and read by the others only through `RunHandoffs`,
+never by another operation's memory key.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 SETTINGS_FROM = "copy_settings"
 ROUND_ROBIN_FROM = "source_maintenance"
 BACKUP_FROM = "backup_current"
+PRECOPY_FROM = "precopy_data"
+PRODUCERS = (SETTINGS_FROM, ROUND_ROBIN_FROM, BACKUP_FROM, PRECOPY_FROM)
 """The operations that produce each hand-off, by name."""
 
 
@@ -33,20 +36,28 @@ class KeptSettings:
 
 
 @dataclass(frozen=True)
+class PreCopy:
+    """The online pre-copy: the data copied while the source served, and this system's replica
+    of the source following it from `start` (a binary log position, as `BinlogPosition`)."""
+
+    start: dict[str, Any]
+    replicating: bool
+
+
+@dataclass(frozen=True)
 class RunHandoffs:
     """Every hand-off of a run, as far as its operations got (None or empty: not produced)."""
 
     settings_kept_for_swap: KeptSettings | None = None
     round_robin_hosts_removed: tuple[str, ...] = ()
     backup: str = ""
+    precopy: PreCopy | None = None
 
     @classmethod
     def of(cls, run: MigrationRun) -> RunHandoffs:
         """The hand-offs recorded so far by the run's operations."""
         memories: dict[str, dict[str, Any]] = dict(
-            run.operations.filter(name__in=(SETTINGS_FROM, ROUND_ROBIN_FROM, BACKUP_FROM))
-            .values_list("name", "memory")
-            .iterator()
+            run.operations.filter(name__in=PRODUCERS).values_list("name", "memory").iterator()
         )
         return cls.from_memories(memories)
 
@@ -58,10 +69,14 @@ class RunHandoffs:
         kept = None
         if "previous" in settings:
             kept = KeptSettings(dict(settings["previous"]), dict(settings.get("identity") or {}))
+        precopy = memories.get(PRECOPY_FROM) or {}
         return cls(
             settings_kept_for_swap=kept,
             round_robin_hosts_removed=tuple(str(host) for host in hosts),
             backup=str((memories.get(BACKUP_FROM) or {}).get("backup") or ""),
+            precopy=PreCopy(dict(precopy["start"]), bool(precopy.get("replicating")))
+            if precopy.get("start")
+            else None,
         )
 
 
@@ -78,6 +93,16 @@ def keep_round_robin_hosts(context: RunContext, hosts: tuple[str, ...]) -> None:
 def keep_backup(context: RunContext, backup_id: str) -> None:
     """Backup: the backup taken before anything here changed."""
     context.remember(backup=backup_id)
+
+
+def keep_precopy_start(context: RunContext, start: dict[str, Any]) -> None:
+    """Pre-copy: where the source's binary log stood before the first row was read."""
+    context.remember(start=start)
+
+
+def keep_precopy_replicating(context: RunContext, replicating: bool) -> None:
+    """Pre-copy: whether this system's replica of the source now follows it."""
+    context.remember(replicating=replicating)
 
 
 def own(context: RunContext) -> RunHandoffs:

@@ -30,6 +30,14 @@ class RunStatus(models.TextChoices):
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
+class CutoverMode(models.TextChoices):
+    """When a run with an online pre-copy leaves it for the maintenance window (the cutover)."""
+
+    CAUGHT_UP = "caught_up", "As soon as the copy has caught up with the source"
+    AT = "at", "At a time I choose (a maintenance window)"
+    MANUAL = "manual", "When I press Cut over now"
+
+
 class MigrationRun(models.Model):
     """One migration from a source to this system: its source, options, plan, state and report."""
 
@@ -58,6 +66,17 @@ class MigrationRun(models.Model):
         null=True, blank=True, help_text="selective migration: these accounts only (null: all)"
     )
 
+    cutover_mode = models.CharField(
+        max_length=10, choices=CutoverMode.choices, default=CutoverMode.CAUGHT_UP
+    )
+    cutover_at = models.DateTimeField(null=True, blank=True, help_text="with the 'at' mode")
+    cutover_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="when someone asked to cut over now"
+    )
+    bandwidth_limit = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="the migration's traffic limit in bytes/s (null: none)"
+    )
+
     plan = models.JSONField(default=list, blank=True)
     plan_version = models.PositiveIntegerField(default=0)
 
@@ -74,6 +93,13 @@ class MigrationRun(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    downtime_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the source went into maintenance (writes refused)"
+    )
+    downtime_ended_at = models.DateTimeField(
+        null=True, blank=True, help_text="when this system served again with the migrated data"
+    )
 
     log = models.TextField(blank=True)
     report = models.JSONField(default=dict, blank=True)
@@ -92,6 +118,13 @@ class MigrationRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ABANDONED)
+
+    @property
+    def downtime_seconds(self) -> float | None:
+        """How long the appliance's users could not be served (None until it is over)."""
+        if self.downtime_started_at is None or self.downtime_ended_at is None:
+            return None
+        return (self.downtime_ended_at - self.downtime_started_at).total_seconds()
 
     @property
     def checks_passed(self) -> bool:

@@ -22,6 +22,10 @@ class PlanFacts:
     copy_traffic_logs: bool = False
     tables: tuple[str, ...] | None = None
     accounts: tuple[str, ...] | None = None
+    binlog_refusal: str = "the source does not say whether its database server writes a binary log"
+    """Why the source's database server cannot be followed by a replica ('' when it can)."""
+    cutover_waits: bool = False
+    """Whether the cutover waits for a chosen time or for someone to ask for it."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,16 @@ def plan_build(facts: PlanFacts) -> list[PlannedOperation]:
         runs, reason = operation.applies(facts)
         rows.append(PlannedOperation(operation.name, operation.label, runs, reason))
     return rows
+
+
+def online_copy_refusal(facts: PlanFacts) -> str:
+    """Why the data cannot be pre-copied while the source serves ('' when it can): then it is
+    copied inside the maintenance window, as the plan says."""
+    if facts.accounts is not None:
+        return "only the chosen accounts are migrated"
+    if facts.tables is not None:
+        return "only chosen tables are copied"
+    return facts.binlog_refusal
 
 
 def licence_migration_refusal(*, target_licence_state: str, source: SourceInfo) -> str:

@@ -5,7 +5,8 @@ Used by the wizard and by `manage.py migrate_from`, so both prepare runs the sam
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.utils import timezone
 from appliance import services as node_services
 from migrations_engine.executor import RunRefused, run_abandon, run_plan, run_start
 from migrations_engine.lifecycle import draft_save, run_close_mark
-from migrations_engine.models import MigrationRun, RunStatus
+from migrations_engine.models import CutoverMode, MigrationRun, RunStatus
 from migrations_engine.peer_client import PeerClient, certificate_fingerprint, fetch_certificate
 from migrations_engine.plan import licence_migration_refusal
 from migrations_engine.preflight import (
@@ -36,6 +37,37 @@ class PreparationError(Exception):
     """The run cannot be prepared as asked; the message says why and what to do."""
 
 
+@dataclass(frozen=True)
+class Timing:
+    """When the cutover begins, and how fast the migration may move data."""
+
+    cutover_mode: str = CutoverMode.CAUGHT_UP
+    cutover_at: datetime | None = None
+    bandwidth_limit: int | None = None
+    """Bytes per second for the whole migration's traffic (None: no limit)."""
+
+    def check(self) -> None:
+        """PreparationError when these choices cannot be used."""
+        if self.cutover_mode not in CutoverMode.values:
+            raise PreparationError(f"Unknown cutover choice {self.cutover_mode!r}.")
+        if self.cutover_mode == CutoverMode.AT:
+            if self.cutover_at is None:
+                raise PreparationError("Give the time of the cutover (the maintenance window).")
+            if timezone.is_naive(self.cutover_at):
+                raise PreparationError("Give the cutover time with its time zone.")
+        if self.bandwidth_limit is not None and self.bandwidth_limit <= 0:
+            raise PreparationError("The traffic limit must be more than 0 MB/s (blank for none).")
+
+    def apply(self, run: MigrationRun) -> None:
+        run.cutover_mode = self.cutover_mode
+        run.cutover_at = self.cutover_at if self.cutover_mode == CutoverMode.AT else None
+        run.bandwidth_limit = self.bandwidth_limit
+
+    @classmethod
+    def of(cls, run: MigrationRun) -> Timing:
+        return cls(run.cutover_mode, run.cutover_at, run.bandwidth_limit)
+
+
 def run_prepare(
     *,
     address: str,
@@ -47,6 +79,7 @@ def run_prepare(
     copy_traffic_logs: bool = False,
     tables: list[str] | None = None,
     accounts: list[str] | None = None,
+    timing: Timing | None = None,
     user: Any = None,
 ) -> MigrationRun:
     """A planned run for this source and these options, with the admin password kept encrypted."""
@@ -62,7 +95,9 @@ def run_prepare(
     info = client.source_info()
     client.logout()
     options_check(info, migrate_licence=migrate_licence, tables=tables, accounts=accounts)
-    run = MigrationRun.objects.create(
+    timing = timing or Timing()
+    timing.check()
+    run = MigrationRun(
         created_by=user if getattr(user, "pk", None) else None,
         source_address=address,
         source_port=port,
@@ -75,6 +110,8 @@ def run_prepare(
         tables=tables,
         accounts=accounts,
     )
+    timing.apply(run)
+    draft_save(run)
     secret_put(run, "admin_password", password)
     run_plan(run)
     return run
@@ -215,10 +252,14 @@ def draft_options_set(
     copy_traffic_logs: bool,
     tables: list[str] | None,
     accounts: list[str] | None = None,
+    timing: Timing | None = None,
 ) -> None:
     """Keep the chosen options and plan the run for them."""
     _require_step(run, "options")
     options_check(run.source, migrate_licence=migrate_licence, tables=tables, accounts=accounts)
+    timing = timing or Timing()
+    timing.check()
+    timing.apply(run)
     run.swap_configuration = swap_configuration
     run.migrate_licence = migrate_licence
     run.copy_traffic_logs = copy_traffic_logs
@@ -280,6 +321,18 @@ def _require_step(run: MigrationRun, name: str) -> None:
     """PreparationError unless the run in preparation has reached this step."""
     if missing := step_missing(run, name):
         raise PreparationError(missing)
+
+
+def run_cutover_now(run: MigrationRun) -> None:
+    """Ask a run that keeps its copy in sync to cut over now (RunRefused when it is not
+    running or already past its cutover)."""
+    if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+        raise RunRefused("Only a run in progress can cut over.")
+    if not run.operations.filter(name="await_cutover").exclude(status="succeeded").exists():
+        raise RunRefused("This run has no cutover to wait for, or is past it.")
+    MigrationRun.objects.filter(id=run.id, cutover_requested_at=None).update(
+        cutover_requested_at=timezone.now()
+    )
 
 
 def run_close(run: MigrationRun) -> None:

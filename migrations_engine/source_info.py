@@ -83,6 +83,17 @@ class TableInfo:
 
 
 @dataclass(frozen=True)
+class DataBinlog:
+    """The binary log of the source's data database server, as the source described it."""
+
+    known: bool = False
+    """Whether the source said anything (an older source does not)."""
+    log_bin: bool = False
+    format: str = ""
+    server_version: str = ""
+
+
+@dataclass(frozen=True)
 class Commands:
     """The shell commands that restart the source's services and reboot it."""
 
@@ -114,6 +125,7 @@ class SourceInfo:
     data_size_bytes: int = 0
     data_tables: tuple[TableInfo, ...] = ()
     data_events: tuple[str, ...] = ()
+    data_binlog: DataBinlog = field(default_factory=DataBinlog)
     traffic_log_files: int = 0
     traffic_log_bytes: int = 0
     traffic_log_dir: str = ""
@@ -147,6 +159,7 @@ class SourceInfo:
             data_size_bytes=int(data.get("data_size_bytes") or 0),
             data_tables=tuple(_table(table) for table in data.get("data_tables") or []),
             data_events=tuple(str(name) for name in data.get("data_events") or []),
+            data_binlog=_binlog(data.get("data_binlog")),
             traffic_log_files=int(data.get("traffic_log_files") or 0),
             traffic_log_bytes=int(data.get("traffic_log_bytes") or 0),
             traffic_log_dir=str(data.get("traffic_log_dir") or ""),
@@ -220,6 +233,17 @@ def _licence(value: Any) -> LicenceInfo:
     )
 
 
+def _binlog(value: Any) -> DataBinlog:
+    if not isinstance(value, dict):
+        return DataBinlog()
+    return DataBinlog(
+        known=bool(value.get("known", True)),
+        log_bin=bool(value.get("log_bin")),
+        format=str(value.get("format") or ""),
+        server_version=str(value.get("server_version") or ""),
+    )
+
+
 def _table(value: dict[str, Any]) -> TableInfo:
     return TableInfo(str(value["name"]), int(value.get("rows") or 0), int(value.get("bytes") or 0))
 
@@ -276,6 +300,11 @@ def _optional_check(answer: dict[str, Any]) -> None:
         hosts = ha.get("round_robin_hosts", [])
         if not isinstance(hosts, list) or not all(isinstance(host, str) for host in hosts):
             raise BadAnswer("The source's round-robin hosts ('ha') are not a list of names.")
+    binlog = answer.get("data_binlog", {})
+    if not isinstance(binlog, dict) or not all(
+        isinstance(binlog.get(name, ""), str) for name in ("format", "server_version")
+    ):
+        raise BadAnswer("The source's description of its binary log ('data_binlog') is not valid.")
     for name in ("data_schema_version", "database_tls_fingerprint", "ssh_fingerprint"):
         if not isinstance(answer.get(name, ""), str):
             raise BadAnswer(f"The source's answer to info has '{name}' that is not a str.")

@@ -9,6 +9,7 @@ from migrations_engine.operations.data_ops import (
     CopyDataAndActivateReplica,
 )
 from migrations_engine.operations.licence_ops import MigrateLicence
+from migrations_engine.operations.precopy_ops import AwaitCutover, PreCopyData, PreCopyLogs
 from migrations_engine.operations.remote_ops import CopySyslog, RebootSystems
 from migrations_engine.operations.settings_ops import CopySettings, ModifySourceConfiguration
 from migrations_engine.operations.source_ops import (
@@ -21,6 +22,9 @@ from migrations_engine.operations.system_ops import RestartServices, UpdateCerti
 OPERATIONS: list[Operation] = [
     BackupCurrentSystem(),
     CopySettings(),
+    PreCopyData(),
+    PreCopyLogs(),
+    AwaitCutover(),
     PlaceSourceUnderMaintenance(),
     DeactivateReplica(),
     CopyData(),

@@ -30,41 +30,53 @@ from migrations_engine.datacopy.sql import (
     source_connection,
 )
 from migrations_engine.datacopy.upgrade import upgrade_data_schema
+from migrations_engine.handoffs import PreCopy, RunHandoffs
+from migrations_engine.online_copy import Lag, binlog_position, replica_wait, tables_verify
 from migrations_engine.operations.base import Operation, OperationFailed
-from migrations_engine.plan import PlanFacts
+from migrations_engine.plan import PlanFacts, online_copy_refusal
 from migrations_engine.source_info import SourceInfo
 
 REPLICA_NAME = "migration"
+EXEC_MODES = {False: "STRICT", True: "IDEMPOTENT"}
+"""slave_exec_mode of this system's database server while its replica runs, by `idempotent`."""
 COPY_SHARE = 0.9
 """Part of the operation's bar the copy takes; the schema upgrade (and replica) the rest."""
 
 
-def copy_reporter(progress: Progress) -> Callable[[ProgressEvent], None]:
+def copy_reporter(progress: Progress, share: float = COPY_SHARE) -> Callable[[ProgressEvent], None]:
     """The copy's events as the operation's reports, in the copy's share of its bar; the
     copy's last event (its totals) always gets through."""
 
     def on_progress(event: ProgressEvent) -> None:
-        progress.report(event.report().scaled(COPY_SHARE))
+        progress.report(event.report().scaled(share))
 
     return on_progress
 
 
-def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
-    """Copy the source's data database here, verified, then upgrade its schema to ours."""
-    source, target = context.source_database(), context.copier_database()
+def copy_verified(
+    context: RunContext,
+    progress: Progress,
+    *,
+    source: SourceDatabase | None = None,
+    tables: list[str] | None = None,
+    share: float = COPY_SHARE,
+) -> dict[str, Any]:
+    """Copy the source's data database (or the chosen tables) here, verified chunk by chunk;
+    resumes a copy this operation started before. Returns what the report says of it."""
+    source = source or context.source_database()
+    target = context.copier_database()
     resume = bool(context.memory.get("copy_started"))
     context.remember(copy_started=True)
     context.log(
         f"copying {source.redacted()} to {target.redacted()}" + (" (resumed)" if resume else "")
     )
-
     try:
         result = copy_database(
             source,
             target,
-            tables=context.run.tables,
+            tables=tables if tables is not None else context.run.tables,
             resume=resume,
-            progress=copy_reporter(progress),
+            progress=copy_reporter(progress, share),
             workers=settings.MIGRATION_COPY_WORKERS,
         )
     except CopyError as error:
@@ -75,10 +87,6 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
     refused = result.refused + events_not_copied(context.run.source, result.refused)
     for item in refused:
         context.log(f"not copied: {item.kind} {item.name}: {item.reason}")
-    progress.update(COPY_SHARE, message="upgrading the data schema", force=True)
-    steps = upgrade_data_schema()
-    for step in steps:
-        context.log(f"data schema upgraded to {step.version} ({step.migration})")
     return {
         "tables": {
             name: {"rows": table.rows, "checksum": table.checksum}
@@ -92,8 +100,71 @@ def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
         "bytes": result.bytes,
         "seconds": round(result.seconds, 2),
         "resumed": resume,
-        "schema_upgrades": [f"{step.version} ({step.migration})" for step in steps],
     }
+
+
+def schema_upgrade(context: RunContext, progress: Progress, fraction: float) -> list[str]:
+    """Upgrade the copied data database's schema to this system's version."""
+    progress.update(fraction, message="upgrading the data schema", force=True)
+    steps = upgrade_data_schema()
+    for step in steps:
+        context.log(f"data schema upgraded to {step.version} ({step.migration})")
+    return [f"{step.version} ({step.migration})" for step in steps]
+
+
+def copy_and_upgrade(context: RunContext, progress: Progress) -> dict[str, Any]:
+    """Copy the source's data database here, verified, then upgrade its schema to ours."""
+    result = copy_verified(context, progress)
+    return {**result, "schema_upgrades": schema_upgrade(context, progress, COPY_SHARE)}
+
+
+def cutover(
+    context: RunContext, progress: Progress, precopy: PreCopy, *, keep_replica: bool = False
+) -> dict[str, Any]:
+    """Finish an online pre-copy inside the maintenance window: the replica applies the source's
+    binary log up to its end (the source refuses writes now), stops (unless `keep_replica`),
+    and every table is checksummed on both servers at once; a table that differs is copied
+    again here. Returns the per-table figures for the report."""
+    source = context.source_database(replication=True)
+    target = context.target_database()
+    started = time.monotonic()
+    final = binlog_position(source)
+    if final is None:
+        raise OperationFailed(
+            "The source's database server no longer writes a binary log.",
+            "Turn log_bin back on at the source, then Resume.",
+        )
+    progress.update(0.05, message=f"applying the source's last changes (up to {final.text})")
+
+    def waiting(lag: Lag) -> None:
+        progress.update(0.1, message=f"applying the source's last changes: {lag.text}")
+
+    lag = replica_wait(
+        target, REPLICA_NAME, lambda: final, waiting, timeout=settings.MIGRATION_REPLICA_TIMEOUT
+    )
+    applied = time.monotonic() - started
+    result: dict[str, Any] = {"online": True, "replicated_from": precopy.start, "to": final.text}
+    if not lag.caught_up:
+        context.log(f"the replica did not reach {final.text}: {lag.text}; copying again here")
+        replica_stop(target)
+        return {**result, "fallback": lag.text, **copy_verified(context, progress, source=source)}
+    if not keep_replica:
+        replica_stop(target)
+    context.log(f"the replica applied the source's changes up to {final.text}")
+    progress.update(0.3, message="verifying every table on both servers", force=True)
+    checks = tables_verify(source, context.copier_database(), context.run.tables)
+    differ = [check.name for check in checks if not check.equal]
+    result |= {
+        "applied_seconds": round(applied, 2),
+        "verified_seconds": round(time.monotonic() - started - applied, 2),
+        "tables": {check.name: check.as_dict() for check in checks},
+        "rows": sum(check.source_rows for check in checks),
+    }
+    if differ:
+        context.log(f"tables that differ after the replica: {', '.join(differ)}; copied again")
+        again = copy_verified(context, progress, source=source, tables=differ, share=0.9)
+        result |= {"copied_again": differ, "tables": {**result["tables"], **again["tables"]}}
+    return result
 
 
 def events_not_copied(source: SourceInfo, listed: list[RefusedObject]) -> list[RefusedObject]:
@@ -120,10 +191,19 @@ class CopyData(Operation):
             return False, "the source is in high availability: its data is copied with the replica"
         if facts.accounts is not None:
             return False, "only the chosen accounts are migrated"
-        return True, "the source is standalone"
+        if refusal := online_copy_refusal(facts):
+            return True, f"Copies data inside the maintenance window because {refusal}"
+        return True, (
+            "the data was pre-copied while the source served: inside the maintenance window "
+            "only its last changes are applied, then every table is verified"
+        )
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
-        return copy_and_upgrade(context, progress)
+        precopy = RunHandoffs.of(context.run).precopy
+        if precopy is None or not precopy.replicating:
+            return copy_and_upgrade(context, progress)
+        result = cutover(context, progress, precopy)
+        return {**result, "schema_upgrades": schema_upgrade(context, progress, COPY_SHARE)}
 
 
 class CopyAccounts(Operation):
@@ -278,9 +358,13 @@ def replica_certificate_store(cursor: Any, pem: str) -> str:
     return path
 
 
-def replica_start(target: MySQLURL, source: SourceDatabase, file: str, position: int) -> None:
+def replica_start(
+    target: MySQLURL, source: SourceDatabase, file: str, position: int, *, idempotent: bool = False
+) -> None:
     """Make this system's database server a replica of the source's from a binlog position,
-    over TLS that accepts only the source's pinned certificate for the run's source address."""
+    over TLS that accepts only the source's pinned certificate for the run's source address.
+    `idempotent`: a row change already here is applied again without error (the online
+    pre-copy's replica starts from before rows its copy already holds)."""
     with _connect(target) as connection, connection.cursor() as cursor:
         certificate = replica_certificate_store(cursor, source.certificate)
         _without_replica_error(cursor, f"STOP SLAVE '{REPLICA_NAME}'")
@@ -303,6 +387,7 @@ def replica_start(target: MySQLURL, source: SourceDatabase, file: str, position:
             [f"{source.database}->{target.database}"],
         )
         cursor.execute(f"SET GLOBAL {REPLICA_NAME}.replicate_do_db = %s", [target.database])
+        cursor.execute(f"SET GLOBAL slave_exec_mode = '{EXEC_MODES[idempotent]}'")
         cursor.execute(f"START SLAVE '{REPLICA_NAME}'")
 
 
@@ -376,6 +461,7 @@ def replica_stop(target: MySQLURL) -> None:
     with _connect(target) as connection, connection.cursor() as cursor:
         _without_replica_error(cursor, f"STOP SLAVE '{REPLICA_NAME}'")
         _without_replica_error(cursor, f"RESET SLAVE '{REPLICA_NAME}' ALL")
+        cursor.execute(f"SET GLOBAL slave_exec_mode = '{EXEC_MODES[False]}'")
 
 
 NO_SUCH_REPLICA = 1617

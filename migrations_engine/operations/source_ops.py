@@ -24,6 +24,7 @@ class PlaceSourceUnderMaintenance(Operation):
             keep_round_robin_hosts(context, source.ha.round_robin_hosts)
         hosts = list(own(context).round_robin_hosts_removed)
         context.peer_call("maintenance", enabled=True, reason=f"migration run {context.run.id}")
+        context.downtime_begins()
         result: dict[str, Any] = {"maintenance": True}
         if source.is_ha_master and hosts:
             context.peer_call("round_robin_hosts", [])

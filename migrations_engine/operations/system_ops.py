@@ -118,6 +118,7 @@ class RestartServices(Operation):
             context.remember(requested_at=timezone.now().isoformat())
         progress.update(0.5, message="waiting for the services to answer", force=True)
         seconds = wait_until_web_answers(context, progress)
+        context.downtime_ends()
         return {"restarted": True, "answered_after_seconds": round(seconds, 1)}
 
 

@@ -20,13 +20,17 @@ ALWAYS = [
 ]
 
 
-def expected(ha: bool, swap: bool, licence: bool, logs: bool) -> list[str]:
-    """The seed's list, after our backup and with our licence step, written out by hand."""
-    rows = [
-        "Backs up the current system",
-        "Copies the System Settings",
-        "Places the source under maintenance",
-    ]
+def expected(ha: bool, swap: bool, licence: bool, logs: bool, online: bool) -> list[str]:
+    """The seed's list, after our backup and the online part, with our licence step, written
+    out by hand."""
+    rows = ["Backs up the current system", "Copies the System Settings"]
+    if online and not ha:
+        rows.append("Pre-copies data (the source stays in service)")
+    if logs:
+        rows.append("Pre-copies the traffic logs")
+    if online and not ha:
+        rows.append("Keeps the copy in sync until the cutover")
+    rows.append("Places the source under maintenance")
     if ha:
         rows.append("Deactivates the replica")
     else:
@@ -46,10 +50,11 @@ def expected(ha: bool, swap: bool, licence: bool, logs: bool) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("ha", "swap", "licence", "logs"), list(itertools.product([False, True], repeat=4))
+    ("ha", "swap", "licence", "logs", "online"),
+    list(itertools.product([False, True], repeat=5)),
 )
 def test_every_combination_runs_the_right_operations_in_order(
-    ha: bool, swap: bool, licence: bool, logs: bool
+    ha: bool, swap: bool, licence: bool, logs: bool, online: bool
 ) -> None:
     plan = plan_build(
         PlanFacts(
@@ -57,10 +62,33 @@ def test_every_combination_runs_the_right_operations_in_order(
             swap_configuration=swap,
             migrate_licence=licence,
             copy_traffic_logs=logs,
+            binlog_refusal="" if online else "the source's binary log is off",
         )
     )
-    assert [row.label for row in plan if row.runs] == expected(ha, swap, licence, logs)
+    assert [row.label for row in plan if row.runs] == expected(ha, swap, licence, logs, online)
     assert all(row.reason for row in plan)
+
+
+def test_a_source_that_cannot_be_followed_is_copied_inside_the_window_and_the_plan_says_why() -> (
+    None
+):
+    facts = PlanFacts(source_is_ha=False, binlog_refusal="the source's binary log is off")
+    plan = {row.label: row for row in plan_build(facts)}
+    assert not plan["Pre-copies data (the source stays in service)"].runs
+    assert plan["Copies data"].reason == (
+        "Copies data inside the maintenance window because the source's binary log is off"
+    )
+    online = {
+        row.label: row for row in plan_build(PlanFacts(source_is_ha=False, binlog_refusal=""))
+    }
+    assert "only its last changes are applied" in online["Copies data"].reason
+
+
+def test_a_cutover_at_a_chosen_time_waits_even_when_nothing_is_copied_online() -> None:
+    facts = PlanFacts(source_is_ha=True, cutover_waits=True)
+    plan = {row.label: row for row in plan_build(facts)}
+    assert plan["Keeps the copy in sync until the cutover"].runs
+    assert not plan["Pre-copies data (the source stays in service)"].runs
 
 
 def test_skipped_operations_say_why() -> None:

@@ -16,18 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_datetime
 
 from appliance.progress import Report
 from migrations_engine import executor
 from migrations_engine.accounts import accounts_read
-from migrations_engine.models import MigrationRun, OperationStatus, RehearsalStatus, RunStatus
+from migrations_engine.models import (
+    CutoverMode,
+    MigrationRun,
+    OperationStatus,
+    RehearsalStatus,
+    RunStatus,
+)
 from migrations_engine.peer_client import PeerError
 from migrations_engine.preflight import AddressRefused, preflight, source_address_check
 from migrations_engine.rehearsal import RehearsalFailed, rehearsal_execute, rehearsal_start
 from migrations_engine.report import report_html
-from migrations_engine.services import PreparationError, run_prepare
+from migrations_engine.services import PreparationError, Timing, run_prepare
 
 BAR_WIDTH = 30
+MB = 1_000_000
 
 
 class Command(BaseCommand):
@@ -50,6 +58,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--accounts",
             help="file listing the accounts to migrate, one user name per line (default: all)",
+        )
+        parser.add_argument(
+            "--cutover-at",
+            help="keep the copy in sync while the source serves and begin the maintenance "
+            "window at this time (ISO 8601 with its zone, e.g. 2026-12-24T02:00+01:00)",
+        )
+        parser.add_argument(
+            "--cutover-manual",
+            action="store_true",
+            help="keep the copy in sync until `manage.py migration_run cutover ID`",
+        )
+        parser.add_argument(
+            "--bwlimit",
+            type=float,
+            help="limit the migration's traffic (data and logs) to this many MB/s",
         )
         parser.add_argument("--yes", action="store_true", help="run it (it cannot be undone)")
         parser.add_argument(
@@ -77,6 +100,7 @@ class Command(BaseCommand):
                 copy_traffic_logs=options["copy_logs"],
                 tables=options["tables"].split(",") if options["tables"] else None,
                 accounts=self._accounts(options["accounts"]),
+                timing=self._timing(options),
             )
         except (PreparationError, PeerError) as error:
             raise CommandError(str(error)) from None
@@ -99,6 +123,8 @@ class Command(BaseCommand):
         self._write_report(run, options["report"])
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"The migration failed: {run.error}\nWhat to do: {run.fix}")
+        if (downtime := run.downtime_seconds) is not None:
+            self.stdout.write(f"Service downtime: {downtime:.1f} s")
         self.stdout.write(
             self.style.SUCCESS("Congratulations! Migration was successfully completed")
         )
@@ -172,6 +198,23 @@ class Command(BaseCommand):
         if failed:
             fixes = "\n".join(f"- {check.name}: {check.fix}" for check in failed)
             raise CommandError(f"The source is not ready for a migration:\n{fixes}")
+
+    def _timing(self, options: dict[str, Any]) -> Timing:
+        """The cutover and the traffic limit as the options give them."""
+        if options["cutover_at"] and options["cutover_manual"]:
+            raise CommandError("Choose --cutover-at or --cutover-manual, not both.")
+        at = None
+        if options["cutover_at"]:
+            at = parse_datetime(options["cutover_at"])
+            if at is None:
+                raise CommandError(f"--cutover-at {options['cutover_at']!r} is not a time.")
+        mode = CutoverMode.AT if at else CutoverMode.MANUAL if options["cutover_manual"] else None
+        limit = options["bwlimit"]
+        return Timing(
+            cutover_mode=mode or CutoverMode.CAUGHT_UP,
+            cutover_at=at,
+            bandwidth_limit=int(limit * MB) if limit is not None else None,
+        )
 
     def _accounts(self, path: str | None) -> list[str] | None:
         if not path:

@@ -1,4 +1,7 @@
-"""`manage.py migration_run status|resume|abandon|start-over RUN_ID`: look after a run.
+"""`manage.py migration_run status|resume|abandon|start-over|cutover RUN_ID`: look after a run.
+
+cutover ends the wait of a run that keeps its copy in sync while the source serves: its
+maintenance window begins now.
 
 start-over gives a failed or half-done run up, undoes what can be undone on the source, brings
 this system back to the backup taken before the run, and lets a new run begin.
@@ -15,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from appliance.backup import BackupError
 from migrations_engine import executor
 from migrations_engine.models import MigrationRun, RunStatus
+from migrations_engine.services import run_cutover_now
 
 
 class Command(BaseCommand):
@@ -24,7 +28,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("action", choices=["status", "resume", "abandon", "start-over"])
+        parser.add_argument(
+            "action", choices=["status", "resume", "abandon", "start-over", "cutover"]
+        )
         parser.add_argument("run_id", type=int)
         parser.add_argument("--here", action="store_true", help="resume in this process")
 
@@ -37,6 +43,9 @@ class Command(BaseCommand):
                 executor.run_resume(run, dispatch=not options["here"])
                 if options["here"]:
                     executor.run_execute(run.id, worker=f"migration_run-{os.getpid()}")
+            elif options["action"] == "cutover":
+                run_cutover_now(run)
+                self.stdout.write("The cutover begins: the source goes into maintenance now.")
             elif options["action"] == "abandon":
                 executor.run_abandon(run)
             elif options["action"] == "start-over":

@@ -1,0 +1,259 @@
+"""Copying the data while the source serves, and the short cutover that ends it.
+
+The online pre-copy notes where the source's binary log stands (file, position and GTID), then
+copies every table with the verified copier while the source goes on serving; every chunk is
+read after that point. This system's database server then replicates the source's data
+database from exactly there with MariaDB's own replication, in IDEMPOTENT mode: a change the
+copy already saw is applied again to the same row and changes nothing, so the copy and the
+replica together hold every write. At cutover (the source in maintenance, refusing writes) the
+replica applies up to the source's final position, stops, and every table is checksummed on
+both servers at once; a table that differs is copied again inside the window.
+
+The copier's chunks run in parallel on several connections, and MariaDB cannot share one
+snapshot between connections without FLUSH TABLES WITH READ LOCK (a global lock that needs
+RELOAD on the source and stops its writes): replaying from the point noted before the first
+chunk, with the verification at the end, gives the same result without either.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from config.env import MySQLURL
+from migrations_engine.datacopy.checksums import ChunkChecksum, checksum_sql
+from migrations_engine.datacopy.schema import base_table_names, read_table
+from migrations_engine.datacopy.sql import fetch_one, quote_name, source_connection
+from migrations_engine.source_info import DataBinlog
+
+OLDEST_VERSION = (10, 3)
+"""The oldest MariaDB a source may run for its data to be replicated while it serves."""
+GTID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+
+
+@dataclass(frozen=True)
+class BinlogPosition:
+    """A point in the source's binary log: file and offset, and the GTID position there."""
+
+    file: str
+    position: int
+    gtid: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.file}:{self.position}" + (f" (GTID {self.gtid})" if self.gtid else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "position": self.position, "gtid": self.gtid}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BinlogPosition:
+        return cls(str(data["file"]), int(data["position"]), str(data.get("gtid") or ""))
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far this system's replica is behind the source."""
+
+    events: int | None
+    """Transactions the source has written and the replica not yet applied (None: unknown)."""
+    seconds: int | None
+    bytes: int
+    caught_up: bool
+    error: str = ""
+
+    @property
+    def text(self) -> str:
+        if self.error:
+            return f"replication stopped: {self.error}"
+        if self.caught_up:
+            return "in sync with the source"
+        events = "?" if self.events is None else str(self.events)
+        seconds = "?" if self.seconds is None else str(self.seconds)
+        return f"{events} transactions ({seconds} s) behind the source"
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """One table checksummed on both servers at the same moment."""
+
+    name: str
+    source_rows: int
+    target_rows: int
+    source_checksum: str
+    target_checksum: str
+
+    @property
+    def equal(self) -> bool:
+        return (self.source_rows, self.source_checksum) == (self.target_rows, self.target_checksum)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.source_rows,
+            "checksum": self.source_checksum,
+            "equal": self.equal,
+            **({} if self.equal else {"rows_here": self.target_rows}),
+        }
+
+
+def _version(text: str) -> tuple[int, int]:
+    numbers = re.findall(r"\d+", text)[:2]
+    return (int(numbers[0]), int(numbers[1])) if len(numbers) == 2 else (0, 0)
+
+
+def online_refusal(binlog: DataBinlog) -> str:
+    """Why the source's data cannot be copied while it serves ('' when it can), from what the
+    source says of its database server; the pre-copy checks the server itself again."""
+    if not binlog.known:
+        return "the source does not say whether its database server writes a binary log"
+    return binlog_refusal(binlog.log_bin, binlog.format, binlog.server_version)
+
+
+def binlog_refusal(log_bin: bool, binlog_format: str, version: str) -> str:
+    """Why a server with these settings cannot be replicated from ('' when it can)."""
+    if not log_bin:
+        return "the source's database server writes no binary log (log_bin is off)"
+    if binlog_format.upper() != "ROW":
+        return f"the source's binary log is in {binlog_format or 'an unknown'} format, not ROW"
+    if "mariadb" not in version.lower():
+        return f"the source's database server ({version[:40]}) is not MariaDB"
+    if _version(version) < OLDEST_VERSION:
+        return f"the source's database server is too old ({version[:40]})"
+    return ""
+
+
+def server_refusal(source: MySQLURL) -> str:
+    """`binlog_refusal` for the source's server as it is now."""
+    with source_connection(source, read_timeout=60) as connection:
+        log_bin, binlog_format, version = fetch_one(
+            connection, "SELECT @@log_bin, @@binlog_format, @@version"
+        )
+    return binlog_refusal(bool(log_bin), str(binlog_format), str(version))
+
+
+def binlog_position(source: MySQLURL) -> BinlogPosition | None:
+    """Where the source's binary log ends now (None when it writes none)."""
+    with source_connection(source, read_timeout=60) as connection, connection.cursor() as cursor:
+        cursor.execute("SHOW MASTER STATUS")
+        row = cursor.fetchone()
+        cursor.execute("SELECT @@gtid_binlog_pos")
+        gtid = str((cursor.fetchone() or [""])[0] or "")
+    if not row:
+        return None
+    return BinlogPosition(str(row[0]), int(row[1]), gtid)
+
+
+def _sequences(gtid: str) -> dict[int, int]:
+    """The sequence number of each replication domain in a GTID position."""
+    result: dict[int, int] = {}
+    for part in gtid.replace(" ", "").split(","):
+        if match := GTID.match(part):
+            result[int(match[1])] = int(match[3])
+    return result
+
+
+def events_behind(source_gtid: str, replica_gtid: str) -> int | None:
+    """Transactions in the source's position that the replica's has not reached (None when the
+    positions cannot be compared)."""
+    source, replica = _sequences(source_gtid), _sequences(replica_gtid)
+    if not source:
+        return None
+    return sum(max(0, sequence - replica.get(domain, 0)) for domain, sequence in source.items())
+
+
+def replica_status(target: pymysql.connections.Connection, name: str) -> dict[str, Any]:
+    """SHOW SLAVE STATUS of this system's replica called `name` ({} when there is none)."""
+    try:
+        with target.cursor(pymysql.cursors.DictCursor) as cursor:
+            cursor.execute(f"SHOW SLAVE '{name}' STATUS")
+            return dict(cursor.fetchone() or {})
+    except pymysql.err.OperationalError:
+        return {}
+
+
+def replica_lag(status: dict[str, Any], goal: BinlogPosition, *, replica_gtid: str = "") -> Lag:
+    """How far a replica with this status is from `goal` (the source's end of binary log)."""
+    error = str(status.get("Last_SQL_Error") or status.get("Last_IO_Error") or "")
+    if not status:
+        error = "this system has no replica of the source"
+    applied_file = str(status.get("Relay_Master_Log_File") or "")
+    applied = int(status.get("Exec_Master_Log_Pos") or 0)
+    caught_up = (applied_file, applied) >= (goal.file, goal.position)
+    behind = goal.position - applied if applied_file == goal.file else max(goal.position, 1)
+    seconds = status.get("Seconds_Behind_Master")
+    events = 0 if caught_up else events_behind(goal.gtid, replica_gtid)
+    return Lag(
+        events=events,
+        seconds=int(seconds) if seconds is not None else None,
+        bytes=0 if caught_up else max(0, behind),
+        caught_up=caught_up and not error,
+        error=error,
+    )
+
+
+def replica_gtid(target: pymysql.connections.Connection) -> str:
+    """The GTID position this system's replica threads have applied."""
+    with target.cursor() as cursor:
+        cursor.execute("SELECT @@gtid_slave_pos")
+        return str((cursor.fetchone() or [""])[0] or "")
+
+
+def tables_verify(
+    source: MySQLURL, target: MySQLURL, tables: Iterable[str] | None = None
+) -> list[TableCheck]:
+    """Every table (or the named ones) checksummed on both servers at once: the same SQL, one
+    connection per server, each table read on both sides at the same time."""
+    with source_connection(source) as source_db, _target(target) as target_db:
+        names = list(tables) if tables is not None else base_table_names(source_db, source.database)
+        checks = []
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for name in names:
+                schema = read_table(source_db, source.database, name)
+                statement = f"SELECT {checksum_sql(schema)} FROM {quote_name(name)}"
+                there = pool.submit(_checksum, source_db, statement)
+                here = pool.submit(_checksum, target_db, statement)
+                mine, theirs = here.result(), there.result()
+                checks.append(TableCheck(name, theirs.rows, mine.rows, theirs.text, mine.text))
+    return checks
+
+
+def _target(url: MySQLURL) -> pymysql.connections.Connection:
+    return pymysql.connect(**url.login(), database=url.database, charset="utf8mb4", autocommit=True)
+
+
+def _checksum(connection: pymysql.connections.Connection, statement: str) -> ChunkChecksum:
+    rows, bit_xor, crc_sum = fetch_one(connection, statement)
+    return ChunkChecksum(int(rows), int(bit_xor), int(crc_sum))
+
+
+Waiting = Callable[[Lag], None]
+
+
+def replica_wait(
+    target: MySQLURL,
+    name: str,
+    goal: Callable[[], BinlogPosition],
+    waiting: Waiting,
+    *,
+    timeout: float,
+    poll: float = 1.0,
+) -> Lag:
+    """Wait until the replica `name` has applied the source's binary log up to `goal()` (asked
+    again each time, so a source that still writes is followed); `waiting` hears the lag each
+    second. Returns the final lag; one with an error when replication stopped, or not caught up
+    when `timeout` passed."""
+    deadline = time.monotonic() + timeout
+    with _target(target) as connection:
+        while True:
+            status = replica_status(connection, name)
+            lag = replica_lag(status, goal(), replica_gtid=replica_gtid(connection))
+            if lag.caught_up or lag.error or time.monotonic() >= deadline:
+                return lag
+            waiting(lag)
+            time.sleep(poll)

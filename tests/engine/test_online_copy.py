@@ -1,0 +1,243 @@
+"""The online pre-copy on real servers: the data copied while the source keeps writing, then a
+replica from the point noted before the copy, and the cutover's verification of every table.
+
+A private source server (TLS, binary log in ROW format) that a writer keeps changing (inserts,
+updates and deletes) through the whole copy, and a private server as this system's.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+from django.db import connections
+
+from appliance import credentials
+from config.env import MySQLURL
+from devtools.mariadb import MariaDBServer
+from migrations_engine.context import source_database_url
+from migrations_engine.datacopy import copy_database
+from migrations_engine.datacopy.sql import SourceDatabase
+from migrations_engine.models import MigrationRun
+from migrations_engine.online_copy import (
+    binlog_position,
+    binlog_refusal,
+    replica_wait,
+    server_refusal,
+    tables_verify,
+)
+from migrations_engine.operations.data_ops import REPLICA_NAME, replica_start, replica_stop
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(databases=["default", "data"], transaction=True),
+]
+
+HOST = os.environ.get("TEST_DATACOPY_SOURCE_HOST", "127.0.0.3")
+SOURCE_PORT, TARGET_PORT, PLAIN_PORT = 3336, 3337, 3338
+DATABASE = "online_data"
+ROWS = 20_000
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[MariaDBServer, MariaDBServer]]:
+    base = Path(tempfile.mkdtemp(prefix="online-copy-"))
+    source = MariaDBServer(base / "source", HOST, SOURCE_PORT, server_id=36, tls=True)
+    target = MariaDBServer(base / "target", HOST, TARGET_PORT, server_id=37)
+    source.start()
+    target.start()
+    yield source, target
+    target.stop()
+    source.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def sql(server: MariaDBServer, *statements: str) -> list[Any]:
+    with server.connect() as connection, connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+        return list(cursor.fetchall())
+
+
+@pytest.fixture
+def fresh(servers: tuple[MariaDBServer, MariaDBServer]) -> Iterator[tuple[MariaDBServer, ...]]:
+    """A data database of ROWS rows on the source; none on this system's server."""
+    source, target = servers
+    sql(target, f"DROP DATABASE IF EXISTS {DATABASE}")
+    sql(
+        source,
+        f"DROP DATABASE IF EXISTS {DATABASE}",
+        f"CREATE DATABASE {DATABASE}",
+        f"USE {DATABASE}",
+        f"CREATE TABLE {DATABASE}.accounting (id INT AUTO_INCREMENT PRIMARY KEY, "
+        "user VARCHAR(40) NOT NULL, bytes BIGINT NOT NULL, KEY (user))",
+        f"CREATE TABLE {DATABASE}.sessions (user VARCHAR(40) PRIMARY KEY, started DATETIME)",
+        f"INSERT INTO {DATABASE}.accounting (user, bytes) SELECT CONCAT('user', seq % 500), seq "
+        f"FROM seq_1_to_{ROWS}",
+        f"INSERT INTO {DATABASE}.sessions SELECT CONCAT('user', seq), NOW() FROM seq_1_to_300",
+    )
+    yield source, target
+    replica_stop(target_url(target))
+
+
+def target_url(target: MariaDBServer) -> MySQLURL:
+    return MySQLURL("root", "", target.host, target.port, DATABASE)
+
+
+def replicating_account(source: MariaDBServer, settings: Any) -> SourceDatabase:
+    """The run's account as the source's peer API issues it for a replicating run."""
+    settings.APPLIANCE_DATA_DB_CERTIFICATE = str(source.certificate_file)
+    settings.APPLIANCE_DATA_DB_PUBLIC_PORT = source.port
+    connection = connections["data"]
+    saved = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict.update(HOST=source.host, PORT=str(source.port), NAME=DATABASE)
+    connection.settings_dict.update(USER="root", PASSWORD="")
+    try:
+        account = credentials.database_account_issue(
+            run_ref="run-online", client_address="127.0.0.1", replication=True
+        )
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+    return source_database_url(MigrationRun(source_address=source.host), account)
+
+
+class Writer(threading.Thread):
+    """The source's users: inserts, updates and deletes, as fast as the server takes them."""
+
+    def __init__(self, source: MariaDBServer) -> None:
+        super().__init__(daemon=True)
+        self.source = source
+        self.stopping = threading.Event()
+        self.writes = 0
+
+    def run(self) -> None:
+        randomly = random.Random(7)
+        with self.source.connect() as connection, connection.cursor() as cursor:
+            cursor.execute(f"USE {DATABASE}")
+            while not self.stopping.is_set():
+                row = randomly.randint(1, ROWS)
+                cursor.execute("INSERT INTO accounting (user, bytes) VALUES ('new', %s)", [row])
+                cursor.execute("UPDATE accounting SET bytes = bytes + 1 WHERE id = %s", [row])
+                cursor.execute("DELETE FROM accounting WHERE id = %s", [row + 7])
+                cursor.execute(
+                    "REPLACE INTO sessions VALUES (CONCAT('user', %s), NOW())", [row % 400]
+                )
+                connection.commit()
+                self.writes += 4
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+
+
+def copy_while_writing(
+    source: MariaDBServer, target: MariaDBServer, account: SourceDatabase, *, idempotent: bool
+) -> Writer:
+    """Note the source's position, copy with the writer going, then start the replica there."""
+    writer = Writer(source)
+    writer.start()
+    start = binlog_position(account)
+    assert start is not None
+    copy_database(account, target_url(target), workers=2, chunk_bytes=64 << 10)
+    replica_start(target_url(target), account, start.file, start.position, idempotent=idempotent)
+    return writer
+
+
+def test_a_copy_made_while_the_source_writes_ends_identical_after_the_replica(
+    fresh: tuple[MariaDBServer, MariaDBServer], settings: Any
+) -> None:
+    source, target = fresh
+    account = replicating_account(source, settings)
+    writer = copy_while_writing(source, target, account, idempotent=True)
+    writer.stopping.wait(1.5)  # the source keeps serving while the replica follows
+    writer.stop()
+    final = binlog_position(account)
+    assert final is not None
+
+    lag = replica_wait(
+        target_url(target), REPLICA_NAME, lambda: final, lambda lag: None, timeout=60
+    )
+    replica_stop(target_url(target))
+    checks = tables_verify(account, target_url(target))
+
+    assert lag.caught_up, lag.text
+    assert writer.writes > 100
+    assert {check.name: check.equal for check in checks} == {"accounting": True, "sessions": True}
+    (count,) = sql(source, f"SELECT COUNT(*) FROM {DATABASE}.accounting")
+    assert checks[0].target_rows == count[0]
+
+
+def test_without_idempotent_replay_the_replica_stops_on_rows_the_copy_already_has(
+    fresh: tuple[MariaDBServer, MariaDBServer], settings: Any
+) -> None:
+    source, target = fresh
+    account = replicating_account(source, settings)
+    writer = copy_while_writing(source, target, account, idempotent=False)
+    writer.stop()
+    final = binlog_position(account)
+    assert final is not None
+
+    lag = replica_wait(
+        target_url(target), REPLICA_NAME, lambda: final, lambda lag: None, timeout=60
+    )
+
+    assert not lag.caught_up
+    assert lag.error
+
+
+def test_a_table_changed_behind_the_replicas_back_is_found_by_the_verification(
+    fresh: tuple[MariaDBServer, MariaDBServer], settings: Any
+) -> None:
+    source, target = fresh
+    account = replicating_account(source, settings)
+    copy_database(account, target_url(target), workers=1)
+    sql(target, f"UPDATE {DATABASE}.sessions SET started = '2001-01-01' WHERE user = 'user5'")
+
+    checks = {check.name: check for check in tables_verify(account, target_url(target))}
+
+    assert checks["accounting"].equal
+    assert not checks["sessions"].equal
+    assert checks["sessions"].source_rows == checks["sessions"].target_rows == 300
+
+
+def test_a_server_without_a_binary_log_in_rows_cannot_be_followed(tmp_path: Path) -> None:
+    options = tuple(option for option in MariaDBServer.options if "bin" not in option)
+    plain = MariaDBServer(tmp_path / "plain", HOST, PLAIN_PORT, server_id=38, options=options)
+    plain.start()
+    try:
+        refusal = server_refusal(MySQLURL("root", "", HOST, PLAIN_PORT, "mysql"))
+    finally:
+        plain.stop()
+
+    assert refusal == "the source's database server writes no binary log (log_bin is off)"
+    assert "STATEMENT format, not ROW" in binlog_refusal(True, "STATEMENT", "10.11.6-MariaDB")
+    assert "too old" in binlog_refusal(True, "ROW", "10.1.48-MariaDB")
+    assert binlog_refusal(True, "ROW", "10.11.6-MariaDB-0+deb12u1") == ""
+
+
+def test_the_cutover_refuses_nothing_it_can_do_and_the_replica_is_gone_after(
+    fresh: tuple[MariaDBServer, MariaDBServer], settings: Any
+) -> None:
+    source, target = fresh
+    account = replicating_account(source, settings)
+    writer = copy_while_writing(source, target, account, idempotent=True)
+    writer.stop()
+    replica_stop(target_url(target))
+
+    with pymysql.connect(host=target.host, port=target.port, user="root") as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@slave_exec_mode")
+            assert cursor.fetchone()[0] == "STRICT"  # what the server had before the pre-copy
+            cursor.execute("SHOW ALL SLAVES STATUS")
+            assert cursor.fetchall() == ()
