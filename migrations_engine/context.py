@@ -156,9 +156,11 @@ class Progress:
         message: str | None = None,
         eta_seconds: float | None = None,
         force: bool = False,
+        moving: bool = False,
     ) -> None:
         """Record how far the operation is (0..1); cheap to call often. A `force`d update
-        always gets through; others at most once per PROGRESS_INTERVAL."""
+        always gets through; others at most once per PROGRESS_INTERVAL. `moving`: the work
+        goes on as it should although the fraction stays (a wait that is not a stall)."""
         if self.fenced.is_set():
             raise Fenced(f"run {self.state.run_id} was taken over by another worker")
         if not self.throttle.passes(final=force):
@@ -168,7 +170,7 @@ class Progress:
         if eta_seconds is None and fraction >= 0.02:
             eta_seconds = (now - self.started) * (1 - fraction) / fraction
         changes: dict[str, Any] = {"eta_seconds": eta_seconds, "stalled": False}
-        if fraction != self.state.fraction:
+        if fraction != self.state.fraction or moving:
             changes |= {"fraction": fraction, "moved_at": timezone.now()}
         if figures is not None:
             changes["figures"] = figures

@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from appliance.backup import backup_get, backup_restore
-from migrations_engine import lifecycle
+from migrations_engine import lifecycle, notifications
 from migrations_engine.context import Fenced, Progress, RunContext, heartbeat_kept, run_log
 from migrations_engine.handoffs import RunHandoffs
 from migrations_engine.models import (
@@ -302,8 +302,13 @@ def operations_flag_stalled() -> int:
     count = 0
     for state in stalled:
         hint = OPERATION_BY_NAME[state.name].stall_hint
-        OperationState.objects.filter(id=state.id).update(stalled=True, message=hint[:300])
+        flagged = OperationState.objects.filter(id=state.id, stalled=False).update(
+            stalled=True, message=hint[:300]
+        )
+        if not flagged:
+            continue
         run_log(state.run_id, f"{state.label}: no progress for a while. {hint}")
+        notifications.notify_stalled(state.run_id, operation=state.label, hint=hint)
         count += 1
     return count
 

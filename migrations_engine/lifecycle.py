@@ -21,6 +21,7 @@ from typing import Any
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from migrations_engine import notifications
 from migrations_engine.models import (
     ACTIVE_STATUSES,
     REHEARSAL_ACTIVE_STATUSES,
@@ -110,8 +111,9 @@ def run_take(run_id: int, *, fence: int, worker: str) -> bool:
 
 
 def run_succeed(run_id: int, *, fence: int, report: dict[str, Any], finished_at: datetime) -> bool:
-    """The worker holding `fence` completed the run: it leaves the active slot."""
-    return run_transition(
+    """The worker holding `fence` completed the run: it leaves the active slot (and the
+    administrators are told, once)."""
+    moved = run_transition(
         run_id,
         to=RunStatus.SUCCEEDED,
         from_statuses=[RunStatus.RUNNING],
@@ -121,11 +123,15 @@ def run_succeed(run_id: int, *, fence: int, report: dict[str, Any], finished_at:
         current_operation="",
         finished_at=finished_at,
     )
+    if moved:
+        notifications.notify_completed(run_id)
+    return moved
 
 
 def run_fail(run_id: int, *, fence: int, error: str, fix: str) -> bool:
-    """The worker holding `fence` stopped the run on an error: it leaves the active slot."""
-    return run_transition(
+    """The worker holding `fence` stopped the run on an error: it leaves the active slot (and
+    the administrators are told, once)."""
+    moved = run_transition(
         run_id,
         to=RunStatus.FAILED,
         from_statuses=ACTIVE_STATUSES,
@@ -135,6 +141,9 @@ def run_fail(run_id: int, *, fence: int, error: str, fix: str) -> bool:
         active=None,
         finished_at=timezone.now(),
     )
+    if moved:
+        notifications.notify_failed(run_id, error=error, fix=fix)
+    return moved
 
 
 def run_requeue(run_id: int) -> bool:

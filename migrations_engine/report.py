@@ -8,6 +8,7 @@ of {"kind", "name", "reason"} (see `RefusedObject.as_dict`).
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -20,6 +21,10 @@ from migrations_engine.models import MigrationRun
 
 def _seconds(start: Any, end: Any) -> float | None:
     return round((end - start).total_seconds(), 1) if start and end else None
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def objects_not_copied(operations: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -36,6 +41,41 @@ def objects_not_copied(operations: list[dict[str, Any]]) -> list[dict[str, str]]
         for item in operation["result"].get("refused") or []
         if isinstance(item, dict)
     ]
+
+
+@dataclass(frozen=True)
+class MovedSummary:
+    """What a run moved and checked, and how long the appliance's users were without service."""
+
+    tables: int
+    rows: int
+    files: int
+    bytes: int
+    downtime_seconds: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def moved_summary(run: MigrationRun, operations: list[dict[str, Any]]) -> MovedSummary:
+    """The tables and rows verified and the files and bytes checked, each counted once (the
+    cutover's figures replace the pre-copy's, the last log pass lists every file)."""
+    tables: dict[str, int] = {}
+    files: dict[str, int] = {}
+    for operation in operations:
+        result = operation["result"] if isinstance(operation["result"], dict) else {}
+        for name, table in (result.get("tables") or {}).items():
+            tables[str(name)] = int(table.get("rows") or 0)
+        for item in result.get("files") or []:
+            files[str(item.get("path"))] = int(item.get("bytes") or 0)
+    downtime = run.downtime_seconds
+    return MovedSummary(
+        tables=len(tables),
+        rows=sum(tables.values()),
+        files=len(files),
+        bytes=sum(files.values()),
+        downtime_seconds=round(downtime, 1) if downtime is not None else None,
+    )
 
 
 def report_build(run: MigrationRun) -> dict[str, Any]:
@@ -58,6 +98,7 @@ def report_build(run: MigrationRun) -> dict[str, Any]:
     licence = services.licence_get()
     source = run.source
     backup = run.operations.filter(name="backup_current").values_list("result", flat=True).first()
+    summary = moved_summary(run, operations)
     return {
         "run": run.id,
         "status": run.status,
@@ -75,6 +116,15 @@ def report_build(run: MigrationRun) -> dict[str, Any]:
             "migrate_licence": run.migrate_licence,
             "copy_traffic_logs": run.copy_traffic_logs,
             "tables": run.tables or "all",
+            "cutover": run.get_cutover_mode_display(),
+            "cutover_at": run.cutover_at.isoformat() if run.cutover_at else None,
+            "bandwidth_limit_bytes_per_second": run.bandwidth_limit,
+        },
+        "summary": summary.as_dict(),
+        "downtime": {
+            "seconds": summary.downtime_seconds,
+            "source_refused_writes_at": _iso(run.downtime_started_at),
+            "served_again_at": _iso(run.downtime_ended_at),
         },
         "operations": operations,
         "objects_not_copied": objects_not_copied(operations),

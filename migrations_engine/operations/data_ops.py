@@ -154,6 +154,14 @@ def cutover(
     progress.update(0.3, message="verifying every table on both servers", force=True)
     checks = tables_verify(source, context.copier_database(), context.run.tables)
     differ = [check.name for check in checks if not check.equal]
+    progress.update(
+        COPY_SHARE,
+        figures={
+            "rows_verified": sum(c.source_rows for c in checks),
+            "tables_verified": len(checks),
+        },
+        force=True,
+    )
     result |= {
         "applied_seconds": round(applied, 2),
         "verified_seconds": round(time.monotonic() - started - applied, 2),

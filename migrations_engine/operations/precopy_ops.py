@@ -18,6 +18,7 @@ import pymysql
 from django.conf import settings
 from django.utils import timezone
 
+from migrations_engine import notifications
 from migrations_engine.context import Progress, RunContext
 from migrations_engine.handoffs import (
     RunHandoffs,
@@ -259,7 +260,13 @@ class AwaitCutover(Operation):
                     f"applies ({lag.text}). Lower the load on the source, or cut over now: "
                     f"the maintenance window would then last about {window} s."
                 )
-        progress.update(fraction, figures=figures, message=message, eta_seconds=eta)
+        progress.update(
+            fraction,
+            figures=figures,
+            message=message,
+            eta_seconds=eta,
+            moving=not figures.get("falling_behind"),
+        )
 
 
 def _waiting_message(order: CutoverOrder) -> str:
@@ -284,11 +291,7 @@ def _notify_waiting(context: RunContext) -> bool:
         return True
     context.remember(waiting_notified=True)
     context.log("in sync with the source; waiting for the cutover")
-    try:
-        from migrations_engine.notifications import notify_waiting_for_cutover
-    except ImportError:
-        return True
-    notify_waiting_for_cutover(context.run)
+    notifications.notify_waiting_for_cutover(context.run)
     return True
 
 

@@ -33,6 +33,19 @@
     if (event.detail.successful) lost(false);
     if (event.detail.xhr && published_stale(event.detail.xhr)) directUntil = Date.now() + DIRECT_MS;
   });
+  // The progress panels are replaced every second and are not live regions: their short status
+  // sentence ([data-announce]) goes to the page's polite live region (#announcer) only when it
+  // changes (an operation starts or ends, the run ends). An empty sentence (between two
+  // operations) keeps the last one.
+  function announce() {
+    var announcer = document.getElementById("announcer");
+    var source = document.querySelector("[data-announce]");
+    if (!announcer || !source) return;
+    var sentence = source.textContent.trim();
+    if (sentence && sentence !== announcer.textContent) announcer.textContent = sentence;
+  }
+  document.addEventListener("htmx:afterSettle", announce);
+  document.addEventListener("DOMContentLoaded", announce);
   document.addEventListener("htmx:configRequest", function (event) {
     event.detail.timeout = 5000;
     var direct = event.detail.elt && event.detail.elt.getAttribute("data-direct");

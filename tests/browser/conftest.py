@@ -55,16 +55,21 @@ def demo() -> Iterator[dict[str, str]]:
         yield settings
 
 
-@pytest.fixture
-def fresh(demo: dict[str, str]) -> dict[str, str]:
-    """Both nodes as the demo made them, and no migration open in the wizard."""
-    DEMO.reset()
-    DEMO.python(
+def reset_demo(demo_under_test: DemoUnderTest, settings: dict[str, str]) -> dict[str, str]:
+    """Both nodes of the demo as it made them, and no migration open in the wizard."""
+    demo_under_test.reset()
+    demo_under_test.python(
         "current",
         "from django.utils import timezone; from migrations_engine.models import MigrationRun; "
         "print(MigrationRun.objects.update(closed_at=timezone.now()))",
     )
-    return demo
+    return settings
+
+
+@pytest.fixture
+def fresh(demo: dict[str, str]) -> dict[str, str]:
+    """Both nodes as the demo made them, and no migration open in the wizard."""
+    return reset_demo(DEMO, demo)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,7 +192,7 @@ def newest_run_id() -> int:
         with db.cursor() as cursor:
             cursor.execute("SELECT MAX(id) FROM migrations_engine_migrationrun")
             (newest,) = cursor.fetchone() or (0,)
-            return int(newest)
+            return int(newest or 0)
 
 
 def test_a_failure_after_maintenance_leaves_the_source_in_service(
@@ -220,7 +221,7 @@ def copy_state(after_run: int = 0) -> tuple[float, int]:
         with db.cursor() as cursor:
             cursor.execute(
                 "SELECT fraction, attempts FROM migrations_engine_operationstate "
-                "WHERE name = 'copy_data' AND run_id > %s ORDER BY id DESC LIMIT 1",
+                "WHERE name = 'precopy_data' AND run_id > %s ORDER BY id DESC LIMIT 1",
                 [after_run],
             )
             row = cursor.fetchone()
@@ -625,3 +626,102 @@ def account_rows_at_source(name: str) -> Any:
     with pymysql.connect(host=SOURCE, user="root", database="appliance_data") as db:
         with db.cursor() as cursor:
             return account_rows(cursor, name)
+
+
+class SourceUsers(threading.Thread):
+    """The source's users while it serves: a row in event_log every 20 ms, until the source
+    goes into maintenance (then the appliance refuses them)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stopping = threading.Event()
+        self.written = 0
+        self.refused_at = 0.0
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.serve()
+            except pymysql.MySQLError:  # users come back when their connection drops
+                time.sleep(0.1)
+
+    def serve(self) -> None:
+        with pymysql.connect(host=SOURCE, user="root", autocommit=True) as connection:
+            with connection.cursor() as cursor:
+                while not self.stopping.wait(0.02):
+                    cursor.execute("SELECT maintenance FROM appliance_control.appliance_node")
+                    if (cursor.fetchone() or [1])[0]:
+                        self.refused_at = self.refused_at or time.monotonic()
+                        continue
+                    cursor.execute(
+                        "INSERT INTO appliance_data.event_log (ts, source, message, payload) "
+                        "VALUES (NOW(6), 'online-test', %s, '{}')",
+                        [f"written while in service, number {self.written}"],
+                    )
+                    self.written += 1
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+
+
+def operation_figures(name: str, after_run: int) -> tuple[str, dict[str, Any]]:
+    """(status, figures) of an operation of the newest run."""
+    with pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_control") as db:
+        with db.cursor() as cursor:
+            cursor.execute(
+                "SELECT status, figures FROM migrations_engine_operationstate "
+                "WHERE name = %s AND run_id > %s ORDER BY id DESC LIMIT 1",
+                [name, after_run],
+            )
+            row = cursor.fetchone()
+    return (str(row[0]), json.loads(row[1] or "{}")) if row else ("", {})
+
+
+def rows_written_online(host: str, database: str) -> int:
+    with pymysql.connect(host=host, user="root", database=database) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM event_log WHERE source = 'online-test'")
+            return int(cursor.fetchone()[0])
+
+
+def test_the_source_serves_while_the_data_is_copied_and_is_down_only_for_the_cutover(
+    fresh: dict[str, str], tmp_path: Path
+) -> None:
+    seed_source("--size", "demo")
+    earlier = newest_run_id()
+    users = SourceUsers()
+    users.start()
+    follower = migrate(fresh, tmp_path, "--yes", "--copy-logs", "--cutover-manual", background=True)
+    deadline = time.monotonic() + 300
+    while not operation_figures("await_cutover", earlier)[1].get("in_sync"):
+        assert follower.poll() is None, follower.stdout.read() if follower.stdout else ""
+        assert time.monotonic() < deadline, "the copy did not catch up with the source"
+        time.sleep(0.2)
+    in_sync_writes = users.written
+    time.sleep(2)  # in sync, the source still serving: the run waits for Cut over now
+    assert peer(fresh).info()["maintenance"] is False
+    assert users.written > in_sync_writes > 0
+    assert operation_figures("await_cutover", earlier)[0] == "running"
+
+    cutover = manage("current", "migration_run", "cutover", str(newest_run_id()))
+    assert "The cutover begins" in cutover.stdout
+    output, _ = follower.communicate(timeout=600)
+    users.stop()
+
+    assert follower.returncode == 0, output
+    assert "Service downtime:" in output
+    assert_data_identical(fresh)
+    written = rows_written_online(SOURCE, "appliance_data")
+    assert written >= in_sync_writes > 0
+    assert rows_written_online("127.0.0.1", f"{NAME}_current_data") == written
+    report = json.loads((tmp_path / "report.json").read_text())
+    seconds = {op["name"]: op["seconds"] for op in report["operations"]}
+    downtime = report["downtime"]["seconds"]
+    assert downtime is not None
+    assert downtime < report["seconds"] - seconds["precopy_data"] - seconds["await_cutover"]
+    assert report["summary"]["tables"] >= 4
+    assert report["summary"]["rows"] > written
+    copy = next(op for op in report["operations"] if op["name"] == "copy_data")
+    assert copy["result"]["online"] is True
+    assert all(table["equal"] for table in copy["result"]["tables"].values())

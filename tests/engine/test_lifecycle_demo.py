@@ -234,7 +234,7 @@ def test_a_worker_killed_during_the_copy_then_a_redis_restart_does_not_stop_the_
             "SELECT current_operation FROM migrations_engine_migrationrun "
             f"WHERE id > {earlier} ORDER BY id DESC LIMIT 1"
         )
-        != "copy_data"
+        != "precopy_data"
     ):
         assert follower.poll() is None, follower.stdout.read() if follower.stdout else ""
         assert time.monotonic() < deadline, "the data copy did not start"
@@ -254,7 +254,7 @@ def test_a_worker_killed_during_the_copy_then_a_redis_restart_does_not_stop_the_
     assert {name: target_logs.get(name) for name in source_logs} == source_logs
     attempts = control_value(
         "SELECT attempts FROM migrations_engine_operationstate "
-        f"WHERE name = 'copy_data' AND run_id > {earlier} ORDER BY id DESC LIMIT 1"
+        f"WHERE name = 'precopy_data' AND run_id > {earlier} ORDER BY id DESC LIMIT 1"
     )
     assert attempts == 2  # the copy was interrupted and went on
 

@@ -52,7 +52,27 @@ def figures(values: dict[str, Any] | None) -> str:
         parts.append(f"{size(values.get('bytes', 0))} of {size(values['bytes_total'])}")
     if values.get("bytes_per_second"):
         parts.append(f"{size(values['bytes_per_second'])}/s")
-    return " · ".join(parts)
+    return " · ".join(parts + _sync_figures(values))
+
+
+def _sync_figures(values: dict[str, Any]) -> list[str]:
+    """The online pre-copy's figures: how far behind the source, and what was verified."""
+    parts = []
+    if "rows_verified" in values:
+        parts.append(
+            f"{values['rows_verified']:,} rows in {values.get('tables_verified', 0)} tables "
+            "verified on both systems"
+        )
+    if values.get("in_sync"):
+        parts.append("in sync with the source")
+    elif values.get("transactions_behind") is not None:
+        behind = f"{values['transactions_behind']:,} transactions behind the source"
+        if values.get("seconds_behind") is not None:
+            behind += f" ({values['seconds_behind']} s)"
+        parts.append(behind)
+    if values.get("falling_behind"):
+        parts.append(f"falling behind: a cutover now means about {values['window_seconds']} s")
+    return parts
 
 
 @register.filter
