@@ -37,6 +37,10 @@ class PreparationError(Exception):
     """The run cannot be prepared as asked; the message says why and what to do."""
 
 
+MB = 1_000_000
+"""A megabyte, as traffic limits are given (MB/s)."""
+
+
 @dataclass(frozen=True)
 class Timing:
     """When the cutover begins, and how fast the migration may move data."""

@@ -7,6 +7,8 @@ from typing import Any
 from django import forms
 
 from migrations_engine.accounts import accounts_read
+from migrations_engine.models import CutoverMode
+from migrations_engine.services import MB, Timing
 
 
 class SourceForm(forms.Form):
@@ -60,6 +62,24 @@ class OptionsForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false"}),
     )
+    cutover_mode = forms.ChoiceField(
+        label="Begin the maintenance window (the cutover)",
+        choices=CutoverMode.choices,
+        widget=forms.RadioSelect,
+        initial=CutoverMode.CAUGHT_UP,
+        required=False,
+    )
+    cutover_at = forms.DateTimeField(
+        label="Cutover time",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M"],
+    )
+    bandwidth_limit = forms.FloatField(
+        label="Limit the migration's traffic to (MB/s, blank for none)",
+        required=False,
+        min_value=0.1,
+    )
 
     def __init__(
         self, *args: Any, tables: list[tuple[str, str]], licence_refusal: str, **kwargs: Any
@@ -76,6 +96,21 @@ class OptionsForm(forms.Form):
         if self.cleaned_data["scope"] != "chosen":
             return None
         return list(self.cleaned_data["tables"])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("cutover_mode") == CutoverMode.AT and not cleaned.get("cutover_at"):
+            self.add_error("cutover_at", "Give the time of the cutover.")
+        return cleaned
+
+    def timing(self) -> Timing:
+        """The cutover and traffic limit chosen."""
+        limit = self.cleaned_data.get("bandwidth_limit")
+        return Timing(
+            cutover_mode=self.cleaned_data.get("cutover_mode") or CutoverMode.CAUGHT_UP,
+            cutover_at=self.cleaned_data.get("cutover_at"),
+            bandwidth_limit=int(limit * MB) if limit else None,
+        )
 
     def chosen_accounts(self) -> list[str] | None:
         """The accounts listed, or None (all data, or tables)."""

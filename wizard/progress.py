@@ -57,6 +57,9 @@ def progress_context(run: MigrationRun) -> dict[str, Any]:
         "failed": run.status == RunStatus.FAILED,
         "succeeded": run.status == RunStatus.SUCCEEDED,
         "polling": run.status in IN_PROGRESS,
+        "awaiting_cutover": run.status in IN_PROGRESS
+        and run.cutover_requested_at is None
+        and any(op.name == "await_cutover" and op.status == "running" for op in operations),
         "poll_url": progress_poll_url(run.id),
     }
 

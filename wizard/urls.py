@@ -23,6 +23,7 @@ urlpatterns = [
     path("runs/<int:run_id>/rehearsal/", views.rehearsal_progress, name="rehearsal_progress"),
     path("runs/<int:run_id>/resume/", views.resume, name="resume"),
     path("runs/<int:run_id>/abandon/", views.abandon, name="abandon"),
+    path("runs/<int:run_id>/cutover/", views.cutover, name="cutover"),
     path("runs/<int:run_id>/start-over/", views.start_over, name="start_over"),
     path("runs/<int:run_id>/report.html", views.report, name="report"),
 ]

@@ -11,6 +11,7 @@ from django.contrib.auth.views import LogoutView
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from appliance.backup import BackupError
@@ -19,10 +20,12 @@ from appliance.kept import KeptBriefly
 from migrations_engine import executor
 from migrations_engine.advice import dns_advice_after, dns_advice_before
 from migrations_engine.models import MigrationRun
+from migrations_engine.plan import online_copy_refusal
 from migrations_engine.preflight import AddressRefused
 from migrations_engine.rehearsal import RehearsalFailed, rehearsal_last, rehearsal_start
 from migrations_engine.report import report_html
 from migrations_engine.services import (
+    MB,
     PreparationError,
     draft_execute,
     draft_fingerprint_confirm,
@@ -30,6 +33,7 @@ from migrations_engine.services import (
     draft_source_check,
     licence_refusal,
     run_close,
+    run_cutover_now,
     wizard_run,
 )
 from wizard.forms import ConfirmationForm, FingerprintForm, OptionsForm, SourceForm
@@ -162,6 +166,9 @@ def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
         "scope": "chosen" if run.tables is not None else "accounts" if run.accounts else "all",
         "tables": run.tables or [],
         "accounts": "\n".join(run.accounts or []),
+        "cutover_mode": run.cutover_mode,
+        "cutover_at": timezone.localtime(run.cutover_at) if run.cutover_at else None,
+        "bandwidth_limit": run.bandwidth_limit / MB if run.bandwidth_limit else None,
     }
     form = OptionsForm(
         posted(request),
@@ -178,6 +185,7 @@ def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
                 copy_traffic_logs=form.cleaned_data["copy_traffic_logs"],
                 tables=form.chosen_tables(),
                 accounts=form.chosen_accounts(),
+                timing=form.timing(),
             )
             if "rehearse" in request.POST:
                 run.refresh_from_db()
@@ -186,7 +194,15 @@ def options(request: HttpRequest, run: MigrationRun) -> HttpResponse:
             return redirect("wizard:confirmation")
         except (PreparationError, RehearsalFailed) as error:
             form.add_error(None, str(error))
-    return page(request, "options", run, form=form, info=source, tables=tables)
+    return page(
+        request,
+        "options",
+        run,
+        form=form,
+        info=source,
+        tables=tables,
+        online_refusal=online_copy_refusal(executor.run_facts(run)),
+    )
 
 
 @wizard_step("options")
@@ -283,6 +299,13 @@ def progress(request: HttpRequest, run_id: int) -> HttpResponse:
 def resume(request: HttpRequest, run_id: int) -> HttpResponse:
     """Resume a failed run where it stopped."""
     return _run_action(request, run_id, executor.run_resume)
+
+
+@require_POST
+@staff_required
+def cutover(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Cut over now: the run that keeps its copy in sync begins its maintenance window."""
+    return _run_action(request, run_id, run_cutover_now)
 
 
 @require_POST

@@ -42,7 +42,15 @@ from wizard.views import FRESH_SECONDS
 pytestmark = pytest.mark.django_db
 
 LOGIN = "/accounts/login/"
-POST_ONLY = {"close", "resume", "abandon", "start_over", "source_confirm", "source_start_again"}
+POST_ONLY = {
+    "close",
+    "resume",
+    "abandon",
+    "start_over",
+    "cutover",
+    "source_confirm",
+    "source_start_again",
+}
 """Wizard URLs that only take POST (a GET is answered 405 before any login check)."""
 
 PASSED_CHECKS = [

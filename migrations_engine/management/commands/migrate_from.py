@@ -32,10 +32,9 @@ from migrations_engine.peer_client import PeerError
 from migrations_engine.preflight import AddressRefused, preflight, source_address_check
 from migrations_engine.rehearsal import RehearsalFailed, rehearsal_execute, rehearsal_start
 from migrations_engine.report import report_html
-from migrations_engine.services import PreparationError, Timing, run_prepare
+from migrations_engine.services import MB, PreparationError, Timing, run_prepare
 
 BAR_WIDTH = 30
-MB = 1_000_000
 
 
 class Command(BaseCommand):
