@@ -232,6 +232,105 @@ def _checksum(connection: pymysql.connections.Connection, statement: str) -> Chu
     return ChunkChecksum(int(rows), int(bit_xor), int(crc_sum))
 
 
+class ReplicaRefused(Exception):
+    """The source's binary log holds something other than row changes; it is not run here."""
+
+
+ROW_EVENT = re.compile(r"^(Write|Update|Delete)_rows(_compressed)?(_v1)?$")
+PASSING_EVENTS = frozenset(
+    {"Format_desc", "Gtid_list", "Binlog_checkpoint", "Rotate", "Table_map", "Annotate_rows"}
+)
+"""Relay log events that change nothing here, besides row changes and transaction bounds."""
+STATEMENT = re.compile(r"^(?:use `[^`]*`; )?\s*(\w+(?:\s+\w+)?)", re.IGNORECASE)
+
+
+@dataclass
+class ReplicaGate:
+    """Lets this system's replica run only what was checked first.
+
+    The replica's IO thread fetches the source's binary log into this server's relay log; its
+    SQL thread, which applies it with every privilege, is started only up to the end of the
+    last whole transaction read back from the relay log and found to hold nothing but row
+    changes (a position in the source's binary log: `boundary`). A statement (GRANT, CREATE
+    USER, CREATE PROCEDURE, ALTER TABLE, ...) stops the replica before it runs: ReplicaRefused.
+    The relay log, not the source, is read, so what is checked is what would run. Starting
+    again from the SQL thread's position is always safe.
+    """
+
+    connection: pymysql.connections.Connection
+    name: str
+    cursor: tuple[str, int] = ("", 0)
+    """Where in the relay log to read next (with `skip` events to pass over there)."""
+    skip: int = 0
+    source_file: str = ""
+    """The source's binary log file the events read last come from."""
+    boundary: tuple[str, int] = ("", 0)
+    in_transaction: bool = False
+    server_id: int = 0
+
+    def advance(self) -> None:
+        """Check what the relay log holds beyond the last check and let the SQL thread run up
+        to the last safe point; ReplicaRefused (the replica stopped) for a statement."""
+        status = replica_status(self.connection, self.name)
+        if not status:
+            return
+        applied = (str(status["Relay_Master_Log_File"]), int(status["Exec_Master_Log_Pos"]))
+        if not self.cursor[0]:
+            self.cursor = (str(status["Relay_Log_File"]), int(status["Relay_Log_Pos"]))
+            self.source_file, self.boundary = applied[0], applied
+            self.server_id = int(fetch_one(self.connection, "SELECT @@server_id")[0])
+        while self._read_batch():
+            pass
+        if status.get("Slave_SQL_Running") != "Yes" and self.boundary > applied:
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    f"START SLAVE '{self.name}' SQL_THREAD UNTIL MASTER_LOG_FILE = %s, "
+                    "MASTER_LOG_POS = %s",
+                    list(self.boundary),
+                )
+
+    def _read_batch(self, size: int = 500) -> bool:
+        """Check the next events of the relay log; whether there may be more."""
+        file, position = self.cursor
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SHOW RELAYLOG '{self.name}' EVENTS IN %s FROM %s LIMIT %s, %s",
+                [file, position, self.skip, size],
+            )
+            rows = cursor.fetchall()
+        for _log, _start, kind, server_id, end, info in rows:
+            if kind == "Rotate" and int(server_id) == self.server_id:
+                self.cursor, self.skip = (str(info).split(";")[0], 4), 0
+                return True
+            self._check(str(kind), int(end), str(info))
+        if rows:
+            self.cursor, self.skip = (file, int(rows[-1][1])), 1
+        return len(rows) == size
+
+    def _check(self, kind: str, end: int, info: str) -> None:
+        """One event from the source: pass it, note a transaction's bounds, or refuse it."""
+        statement = info.strip().upper()
+        if kind == "Rotate":
+            self.source_file = info.split(";")[0]
+        elif kind == "Gtid" or (kind == "Query" and statement == "BEGIN"):
+            self.in_transaction = True
+        elif kind == "Xid" or (kind == "Query" and statement == "COMMIT"):
+            self.in_transaction = False
+            self.boundary = (self.source_file, end)
+        elif not (ROW_EVENT.match(kind) or kind in PASSING_EVENTS):
+            self._refuse(kind, info)
+
+    def _refuse(self, kind: str, info: str) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"STOP SLAVE '{self.name}'")
+        match = STATEMENT.match(info) if kind == "Query" else None
+        what = f"the statement {match[1].upper()} ..." if match else f"a {kind} event"
+        raise ReplicaRefused(
+            f"The source's binary log holds {what}, not a row change of its data: this "
+            "system's replica stopped before running it."
+        )
+
+
 Waiting = Callable[[Lag], None]
 
 
@@ -250,7 +349,12 @@ def replica_wait(
     when `timeout` passed."""
     deadline = time.monotonic() + timeout
     with _target(target) as connection:
+        gate = ReplicaGate(connection, name)
         while True:
+            try:
+                gate.advance()
+            except ReplicaRefused as refused:
+                return Lag(None, None, 0, caught_up=False, error=str(refused))
             status = replica_status(connection, name)
             lag = replica_lag(status, goal(), replica_gtid=replica_gtid(connection))
             if lag.caught_up or lag.error or time.monotonic() >= deadline:

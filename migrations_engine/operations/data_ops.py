@@ -31,7 +31,14 @@ from migrations_engine.datacopy.sql import (
 )
 from migrations_engine.datacopy.upgrade import upgrade_data_schema
 from migrations_engine.handoffs import PreCopy, RunHandoffs
-from migrations_engine.online_copy import Lag, binlog_position, replica_wait, tables_verify
+from migrations_engine.online_copy import (
+    Lag,
+    ReplicaGate,
+    ReplicaRefused,
+    binlog_position,
+    replica_wait,
+    tables_verify,
+)
 from migrations_engine.operations.base import Operation, OperationFailed
 from migrations_engine.plan import PlanFacts, online_copy_refusal
 from migrations_engine.source_info import SourceInfo
@@ -371,6 +378,7 @@ def replica_start(
 ) -> None:
     """Make this system's database server a replica of the source's from a binlog position,
     over TLS that accepts only the source's pinned certificate for the run's source address.
+    Only its IO thread starts: `ReplicaGate.advance` lets it apply what it has checked.
     `idempotent`: a row change already here is applied again without error (the online
     pre-copy's replica starts from before rows its copy already holds)."""
     with _connect(target) as connection, connection.cursor() as cursor:
@@ -396,7 +404,7 @@ def replica_start(
         )
         cursor.execute(f"SET GLOBAL {REPLICA_NAME}.replicate_do_db = %s", [target.database])
         cursor.execute(f"SET GLOBAL slave_exec_mode = '{EXEC_MODES[idempotent]}'")
-        cursor.execute(f"START SLAVE '{REPLICA_NAME}'")
+        cursor.execute(f"START SLAVE '{REPLICA_NAME}' IO_THREAD")  # the gate starts the rest
 
 
 def replica_wait_caught_up(
@@ -406,7 +414,16 @@ def replica_wait_caught_up(
     that position. OperationFailed when replication stops or does not catch up in time."""
     deadline = time.monotonic() + timeout
     with _connect(target) as connection:
+        gate = ReplicaGate(connection, REPLICA_NAME)
         while time.monotonic() < deadline:
+            try:
+                gate.advance()
+            except ReplicaRefused as refused:
+                raise OperationFailed(
+                    str(refused),
+                    "Nothing of it ran here. Check what changed the source's database outside "
+                    "the appliance, then Resume: the replica starts again from the copy.",
+                ) from None
             goal_file, goal_position = _binlog_position(source)
             status = _replica_status(connection)
             _raise_replica_error(status, source)
@@ -414,7 +431,7 @@ def replica_wait_caught_up(
                 status.get("Relay_Master_Log_File") == goal_file
                 and int(status.get("Exec_Master_Log_Pos") or 0) >= goal_position
             )
-            if done and status.get("Slave_SQL_Running") == "Yes":
+            if done:
                 return f"{goal_file}:{goal_position}"
             waiting()
             time.sleep(1)

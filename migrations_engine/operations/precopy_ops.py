@@ -29,6 +29,8 @@ from migrations_engine.models import CutoverMode, MigrationRun
 from migrations_engine.online_copy import (
     BinlogPosition,
     Lag,
+    ReplicaGate,
+    ReplicaRefused,
     binlog_position,
     replica_gtid,
     replica_lag,
@@ -210,8 +212,11 @@ class AwaitCutover(Operation):
         waited = time.monotonic()
         notified = bool(context.memory.get("waiting_notified"))
         with _replica_connection(context) as target:
+            gate = ReplicaGate(target, REPLICA_NAME)
             while True:
                 lag = None
+                if source is not None and not self._gate(context, gate):
+                    source = None
                 if source is not None:
                     goal = binlog_position(source) or BinlogPosition("", 0)
                     gtid = replica_gtid(target)
@@ -232,6 +237,18 @@ class AwaitCutover(Operation):
             result["cutover"] = "asked for (Cut over now)"
         context.log(f"cutover: {result.get('cutover') or order.mode}")
         return result
+
+    @staticmethod
+    def _gate(context: RunContext, gate: ReplicaGate) -> bool:
+        """Let the replica apply what it has checked; False once it refused something (it is
+        stopped, and the data is copied inside the maintenance window instead)."""
+        try:
+            gate.advance()
+        except ReplicaRefused as refused:
+            context.log(f"{refused} The data is copied inside the maintenance window instead.")
+            replica_stop(context.target_database())
+            return False
+        return True
 
     def _report(
         self, progress: Progress, order: CutoverOrder, lag: Lag | None, history: LagHistory

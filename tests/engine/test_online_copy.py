@@ -86,6 +86,7 @@ def fresh(servers: tuple[MariaDBServer, MariaDBServer]) -> Iterator[tuple[MariaD
     )
     yield source, target
     replica_stop(target_url(target))
+    sql(source, "DROP USER IF EXISTS 'intruder'@'%'")
 
 
 def target_url(target: MariaDBServer) -> MySQLURL:
@@ -241,3 +242,51 @@ def test_the_cutover_refuses_nothing_it_can_do_and_the_replica_is_gone_after(
             assert cursor.fetchone()[0] == "STRICT"  # what the server had before the pre-copy
             cursor.execute("SHOW ALL SLAVES STATUS")
             assert cursor.fetchall() == ()
+
+
+@pytest.mark.parametrize(
+    ("statement", "named"),
+    [
+        ("GRANT ALL ON *.* TO 'intruder'@'%' IDENTIFIED BY 'let-me-in'", "GRANT ALL"),
+        ("CREATE USER 'intruder'@'%' IDENTIFIED BY 'let-me-in'", "CREATE USER"),
+        (
+            "CREATE DEFINER = 'root'@'localhost' PROCEDURE grant_me() SQL SECURITY DEFINER "
+            "GRANT ALL ON *.* TO 'intruder'@'%' IDENTIFIED BY 'let-me-in'",
+            "CREATE DEFINER",
+        ),
+        ("ALTER TABLE sessions ADD COLUMN note TEXT", "ALTER TABLE"),
+    ],
+)
+def test_what_the_sources_binary_log_says_beyond_its_rows_is_not_run_here(
+    fresh: tuple[MariaDBServer, MariaDBServer], settings: Any, statement: str, named: str
+) -> None:
+    source, target = fresh
+    account = replicating_account(source, settings)
+    copy_database(account, target_url(target), workers=1)
+    start = binlog_position(account)
+    assert start is not None
+    replica_start(target_url(target), account, start.file, start.position, idempotent=True)
+    sql(
+        source,
+        f"USE {DATABASE}",
+        "INSERT INTO sessions (user, started) VALUES ('before', NOW())",
+        statement,
+        "INSERT INTO sessions (user, started) VALUES ('after', NOW())",
+    )
+    final = binlog_position(account)
+    assert final is not None
+
+    lag = replica_wait(
+        target_url(target), REPLICA_NAME, lambda: final, lambda lag: None, timeout=60
+    )
+
+    assert not lag.caught_up
+    assert f"holds the statement {named} ..., not a row change" in lag.error
+    assert "let-me-in" not in lag.error
+    rows = f"SELECT user FROM {DATABASE}.sessions WHERE user IN ('before', 'after')"
+    assert ("after",) not in sql(target, rows)  # the replica stopped before it
+    assert sql(target, "SELECT COUNT(*) FROM mysql.user WHERE user = 'intruder'") == [(0,)]
+    routines = "SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = %r"
+    assert sql(target, routines % DATABASE) == [(0,)]
+    columns = "SELECT COUNT(*) FROM information_schema.columns WHERE column_name = 'note'"
+    assert sql(target, columns) == [(0,)]
