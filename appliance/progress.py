@@ -2,7 +2,8 @@
 
 A job (a copy, a backup, a rehearsal) hands `Report`s to a `Reporter`. Reports come often; a
 `Throttle` lets at most one through per interval, except a report marked `final` (the job's or a
-step's last word), which always gets through so that what is shown at the end is the end.
+step's last word), which always gets through so that what is shown at the end is the end. A
+`RateLimit` holds a job that moves bytes (the data copy, the traffic logs) to a rate.
 """
 
 from __future__ import annotations
@@ -52,3 +53,26 @@ class Throttle:
             return False
         self.passed_at = now
         return True
+
+
+class RateLimit:
+    """Keeps a transfer at or under `bytes_per_second` (None: no limit) by waiting between
+    chunks; the sender is slowed down by the connection's flow control."""
+
+    def __init__(self, bytes_per_second: int | None) -> None:
+        self.bytes_per_second = bytes_per_second
+        self.started: float | None = None
+        self.spent = 0
+
+    def spend(self, count: int) -> None:
+        """Count `count` bytes received; wait until the limit allows them. The clock starts
+        with the first bytes, so that the time spent comparing files earns no burst."""
+        if not self.bytes_per_second:
+            return
+        if self.started is None:
+            self.started = time.monotonic()
+        self.spent += count
+        due = self.started + self.spent / self.bytes_per_second
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)

@@ -1,11 +1,14 @@
-"""Measure the traffic-log copy: the project's SFTP copy against `scp -r`, same data, same key.
+"""Measure the SFTP copy (a bare paramiko connection) against `scp -r`, same data, same key.
 
     python scripts/measure_sftp.py [--directory var/measure-sftp] [--files 40] [--file-mb 25]
 
 Makes (or reuses) about 1 GB of gzipped traffic logs, starts an OpenSSH server on 127.0.0.6:2222
-serving them, copies the tree once with `copy_tree` (SHA-256 verified, `sha256sum` on the source)
-and once with `scp -r` (host key checked against a known_hosts file holding the pinned key) into
-fresh folders, and prints both rates, their ratio and what the source's hashing alone costs.
+serving them, copies the tree once with `copy_tree` over SFTP (SHA-256 verified, hashed on the
+source) and once with `scp -r` (host key checked against a known_hosts file holding the pinned
+key) into fresh folders, and prints both rates, their ratio and what the source's hashing alone
+costs.
+The traffic-log copy of a run goes through OpenSSH's client instead: `scripts/bench_logs.py`
+(make bench-logs) measures that one.
 """
 
 from __future__ import annotations

@@ -144,12 +144,15 @@ def copy_database(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     source_wait: float = DEFAULT_SOURCE_WAIT,
     definer: str | None = None,
+    bandwidth_limit: int | None = None,
 ) -> CopyResult:
     """Replace the target database (or the chosen `tables` in it) with the source's.
 
     With `resume`, an unfinished copy into the same target database continues from its last
     committed chunk. Views, triggers and routines get `definer` (an account such as
     appliance_definer@localhost; settings.MIGRATION_DEFINER when not given) as their DEFINER.
+    `bandwidth_limit` holds the rows' traffic to that many bytes per second, shared by the
+    workers (None: no limit).
     Raises CopyError (or a subclass) with a message for the administrator.
     """
     started = time.monotonic()
@@ -159,6 +162,9 @@ def copy_database(
         settings = _settings(
             source_control, target_control, source, target, chunk_bytes, source_wait
         )
+        if bandwidth_limit:
+            share = max(1, bandwidth_limit // max(1, workers))
+            settings = replace(settings, bytes_per_second=share)
         plan, schemas, resumed = _prepare(
             source_control, target_control, source, target, tables, resume, settings
         )

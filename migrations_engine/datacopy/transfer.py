@@ -20,6 +20,7 @@ import pymysql
 from pymysql.connections import Connection
 from pymysql.cursors import SSCursor
 
+from appliance.progress import RateLimit
 from config.env import MySQLURL
 from migrations_engine.datacopy import checkpoints
 from migrations_engine.datacopy.checksums import (
@@ -66,6 +67,8 @@ class TransferSettings:
     concat_limit: int
     source_wait: float
     verify_attempts: int = 3
+    bytes_per_second: int | None = None
+    """This worker's share of the copy's traffic limit (None: no limit)."""
     packet_advice: str = ""
     """Said when a chunk does not arrive intact and the target's max_allowed_packet is the
     smaller one (the copy's account could not raise it)."""
@@ -93,6 +96,7 @@ class Transfer:
         self.settings = settings
         self._source: Connection | None = None
         self._target: LoadingConnection | None = None
+        self.limit = RateLimit(settings.bytes_per_second)
 
     @property
     def target(self) -> LoadingConnection:
@@ -138,6 +142,7 @@ class Transfer:
                 continue  # a deadlock: try again
             source_sum, target_sum, size = outcome
             if source_sum == target_sum:
+                self.limit.spend(size)
                 return ChunkDone(chunk, source_sum, size, time.monotonic() - started, attempt)
         where, _ = chunk_predicate(table, chunk)
         raise VerificationError(

@@ -54,10 +54,12 @@ def write_lines(target: Path, lines: Iterable[bytes]) -> int:
     return count
 
 
-def _file_receipt(directory: Path, name: str) -> dict[str, Any]:
-    """A copied file as the report lists it: its path, size and SHA-256 (verified on copy)."""
+def _file_receipt(directory: Path, name: str, sha256: str | None = None) -> dict[str, Any]:
+    """A copied file as the report lists it: its path, size and SHA-256 (the one verified
+    during the copy when given, else computed here)."""
     path = directory / name
-    return {"path": name, "bytes": path.stat().st_size, "sha256": local_sha256(path).hexdigest()}
+    digest = sha256 or local_sha256(path).hexdigest()
+    return {"path": name, "bytes": path.stat().st_size, "sha256": digest}
 
 
 def _files_report(done: int, total: int, name: str, *, final: bool = False) -> Report:
@@ -155,7 +157,8 @@ class RebootSystems(Operation):
 
 
 class CopySyslog(Operation):
-    """10. Copy User Traffic Logs: the source's rotated traffic logs, over SFTP, verified."""
+    """10. Copy User Traffic Logs: the source's traffic logs, incremental and verified (bytes
+    through OpenSSH's client, see `migrations_engine.remote.tree`)."""
 
     name = "copy_syslog"
     label = "Copies the syslog data"
@@ -177,7 +180,13 @@ class CopySyslog(Operation):
 
         try:
             with ssh_session(context.peer(), context.run.peer_ref) as session:
-                copied = copy_tree(session.client, source_dir, target_dir, progress=progress.report)
+                copied = copy_tree(
+                    session,
+                    source_dir,
+                    target_dir,
+                    progress=progress.report,
+                    bwlimit=context.run.bandwidth_limit,
+                )
         except RemoteError as error:
             raise remote_failure(error) from error
         context.log(
@@ -185,12 +194,17 @@ class CopySyslog(Operation):
             f"{len(copied.not_copied)} not copied"
         )
         return {
-            "files": [_file_receipt(target_dir, name) for name in copied.copied + copied.skipped],
+            "files": [
+                _file_receipt(target_dir, name, copied.sha256.get(name))
+                for name in copied.copied + copied.skipped
+            ],
             "copied": copied.copied,
             "skipped_identical": copied.skipped,
             "not_copied": [
                 {"path": item.path, "reason": item.reason} for item in copied.not_copied
             ],
+            "grown": copied.grown,
+            "not_on_source": copied.not_on_source,
             "bytes": copied.bytes_transferred,
             "seconds": round(copied.seconds, 1),
         }

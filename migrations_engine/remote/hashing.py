@@ -1,10 +1,19 @@
-"""SHA-256 of a file on the source (computed there by `sha256sum`) and of a local file."""
+"""SHA-256 of a file on the source (computed there) and of a local file.
+
+On the source the hash is of the first N bytes of a file (`r path 0 N | H`, `READER`): the size the
+copy fetches, so that a log that grows meanwhile still compares, and the old part of a grown
+file can be checked. H is a shell function: `openssl dgst -sha256 -r` where the source has it
+(it uses the CPU's SHA instructions, four times faster than coreutils), `sha256sum` otherwise.
+A batch of files is hashed by one command, one line per file in order, while the same files
+are transferred.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +23,8 @@ from migrations_engine.remote.commands import command_finish, command_start
 from migrations_engine.remote.errors import RemoteError
 
 DIGEST_PATTERN = re.compile(r"^\\?([0-9a-f]{64})\s")
+OPENSSL_SHA256 = "openssl dgst -sha256 -r"
+COREUTILS_SHA256 = "sha256sum"
 READ_SIZE = 1024 * 1024
 
 
@@ -22,25 +33,87 @@ def remote_hash_timeout(size: int) -> float:
     return 60 + size / 20_000_000
 
 
-def remote_sha256_start(client: paramiko.SSHClient, path: str) -> paramiko.Channel:
-    """Start `sha256sum` on the source; it runs while the file is being transferred."""
-    return command_start(client, f"sha256sum -- {shlex.quote(path)}")
+HASHER = "h"
+HASHER_DEFINITION = (
+    f"{HASHER}() {{ if command -v openssl >/dev/null 2>&1; "
+    f"then {OPENSSL_SHA256}; else {COREUTILS_SHA256}; fi; }}"
+)
+"""A shell function on the source: openssl's SHA-256 where there is openssl, else sha256sum."""
+
+READER = "r"
+READER_DEFINITION = (
+    "if dd if=/dev/null of=/dev/null iflag=skip_bytes,count_bytes count=0 status=none "
+    f'2>/dev/null; then {READER}() {{ dd if="$1" bs=1M iflag=skip_bytes,count_bytes '
+    'skip="$2" count="$3" status=none; }; '
+    f'else {READER}() {{ tail -c +"$(($2 + 1))" -- "$1" | head -c "$3"; }}; fi'
+)
+"""A shell function on the source, `r PATH OFFSET LENGTH`: prints at most LENGTH bytes of the
+file from OFFSET on. GNU dd reads in 1 MiB blocks (`head -c` reads 8 KiB at a time, which
+costs the source three times the CPU); elsewhere `tail | head`."""
 
 
-def remote_sha256_finish(channel: paramiko.Channel, path: str, size: int) -> str:
-    """The hex digest `sha256sum` printed; RemoteError with its message if it failed."""
-    command = f"sha256sum -- {shlex.quote(path)}"
-    result = command_finish(channel, command, timeout=remote_hash_timeout(size))
-    match = DIGEST_PATTERN.match(result.stdout)
-    if not result.ok or match is None:
-        detail = result.stderr.strip()[-300:] or f"exit {result.exit_status}"
-        raise RemoteError(f"The source could not hash {path}: {detail}")
-    return match.group(1)
+def prefix_hash_command(path: str, length: int) -> str:
+    """The shell command that prints the SHA-256 of the first `length` bytes of `path`."""
+    return f"{READER} {shlex.quote(path)} 0 {int(length)} | {HASHER}"
 
 
-def remote_sha256(client: paramiko.SSHClient, path: str, size: int = 0) -> str:
-    """SHA-256 of a file on the source, as hex."""
-    return remote_sha256_finish(remote_sha256_start(client, path), path, size)
+@dataclass(frozen=True)
+class HashRequest:
+    """The SHA-256 of the first `length` bytes of a file on the source, asked for."""
+
+    path: str
+    length: int
+
+
+class RemoteHashes:
+    """Hashes of several files computed on the source by one command, read in order.
+
+    The command starts at once and runs while the files are transferred; `next()` waits for
+    the next file's line.
+    """
+
+    def __init__(self, client: paramiko.SSHClient, requests: list[HashRequest]) -> None:
+        self.requests = requests
+        self.command = "\n".join(
+            [READER_DEFINITION, HASHER_DEFINITION]
+            + [prefix_hash_command(item.path, item.length) for item in requests]
+        )
+        self.channel = command_start(client, self.command)
+        self.timeout = remote_hash_timeout(sum(item.length for item in requests))
+        self.lines: list[str] | None = None
+        self.stderr = ""
+
+    def finish(self) -> list[str]:
+        """Every file's hex digest, in order; RemoteError if the command failed."""
+        if self.lines is None:
+            result = command_finish(self.channel, "hashing on the source", timeout=self.timeout)
+            self.stderr = result.stderr.strip()[-300:]
+            if not result.ok:
+                detail = self.stderr or f"exit {result.exit_status}"
+                raise RemoteError(f"The source could not hash its files: {detail}")
+            self.lines = result.stdout.splitlines()
+        return self.lines
+
+    def digest(self, index: int) -> str:
+        """The digest of request `index`; RemoteError if the source printed none for it."""
+        lines = self.finish()
+        match = DIGEST_PATTERN.match(lines[index] + " ") if index < len(lines) else None
+        if match is None:
+            detail = self.stderr or "no hash printed"
+            raise RemoteError(f"The source could not hash {self.requests[index].path}: {detail}")
+        return match.group(1)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def remote_sha256(client: paramiko.SSHClient, path: str, size: int) -> str:
+    """SHA-256 of the first `size` bytes of a file on the source, as hex."""
+    hashes = RemoteHashes(client, [HashRequest(path, size)])
+    try:
+        return hashes.digest(0)
+    finally:
+        hashes.close()
 
 
 def local_sha256(path: Path, *, length: int | None = None) -> Any:

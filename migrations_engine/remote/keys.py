@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
@@ -24,6 +24,8 @@ class RunKey:
     public_line: str
     fingerprint: str
     path: Path | None = None
+    pem: bytes = field(default=b"", repr=False)
+    """The private key in OpenSSH format, for OpenSSH's own client (written to a private file)."""
 
     def __repr__(self) -> str:
         return f"RunKey({self.fingerprint}, path={self.path})"
@@ -46,11 +48,11 @@ def key_pair_make(*, comment: str = "", directory: Path | None = None) -> RunKey
     public_line = f"{private.get_name()} {private.get_base64()}"
     if comment:
         public_line = f"{public_line} {comment}"
-    path = _private_key_write(directory, private.fingerprint, pem) if directory else None
-    return RunKey(private, public_line, private.fingerprint, path)
+    path = private_key_write(directory, private.fingerprint, pem) if directory else None
+    return RunKey(private, public_line, private.fingerprint, path, pem)
 
 
-def _private_key_write(directory: Path, fingerprint: str, pem: bytes) -> Path:
+def private_key_write(directory: Path, fingerprint: str, pem: bytes) -> Path:
     """Write the key into a new file that is private from the moment it exists."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = "run-key-" + fingerprint.split(":", 1)[1].replace("/", "_").replace("+", "-")[:16]

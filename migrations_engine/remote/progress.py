@@ -2,7 +2,8 @@
 stays cheap; the copy's last report is final and always gets through.
 
 A report's figures are `files`, `files_total`, `bytes`, `bytes_total` and `bytes_per_second`;
-its message is the file being copied.
+its message is the file being copied. Under a bandwidth limit the time left is reckoned at
+the limited rate (at most), from the first report on.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ class ProgressMeter:
         files_total: int,
         bytes_total: int,
         interval: float = INTERVAL,
+        rate_limit: int | None = None,
     ) -> None:
         self.callback = callback
         self.files_total = files_total
         self.bytes_total = bytes_total
         self.throttle = Throttle(interval)
+        self.rate_limit = rate_limit
         self.files_done = 0
         self.bytes_done = 0
         self.current = ""
@@ -53,7 +56,9 @@ class ProgressMeter:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = self.bytes_done / elapsed
         left = max(self.bytes_total - self.bytes_done, 0)
-        eta = left / rate if rate > 0 else None
+        expected = min(rate, self.rate_limit) if self.rate_limit and rate > 0 else rate
+        expected = expected or self.rate_limit or 0
+        eta = left / expected if expected > 0 else None
         fraction = self.bytes_done / self.bytes_total if self.bytes_total else 1.0
         figures: Figures = {
             "files": self.files_done,

@@ -1,7 +1,7 @@
 """An SSH session for one run: key made, authorised by the source, used, and always revoked.
 
     with ssh_session(peer, run_ref) as session:
-        copy_tree(session.client, "/var/log/traffic", target_dir)
+        copy_tree(session, "/var/log/traffic", target_dir)
 
 The source authorises the run's public key through its peer API (for logins from this system's
 address only) and answers with the host key to pin; the connection goes to the address the peer

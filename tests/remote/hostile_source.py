@@ -3,9 +3,10 @@
 It serves a real folder under the name `ROOT`, but its listing of that folder adds names no
 honest server gives (`../../escape.txt`, an absolute name, `a/b`, a NUL, an empty name, bytes
 that are not UTF-8), a folder that contains itself, or as many made-up names as asked. Reading
-one of the made-up names gives `PAYLOAD`, with the mode bits `PAYLOAD_MODE`. `sha256sum -- <path>`
-over an exec channel answers with the real hash of what reading that path gives, as a real
-source would.
+one of the made-up names gives `PAYLOAD`, with the mode bits `PAYLOAD_MODE`. The copy's hashing
+and sending commands over an exec channel (`r <path> OFFSET N | h`, `r <path> OFFSET N`, one line
+per file, see `migrations_engine.remote.streams`) answer with the real hash and the real
+bytes of what reading that path gives, as a real source would, for paramiko and OpenSSH's client.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from paramiko.common import (
 from paramiko.sftp import SFTP_NO_SUCH_FILE, SFTP_PERMISSION_DENIED
 
 from migrations_engine.remote.connection import SSHGrant
+from migrations_engine.remote.hashing import HASHER, READER
 from migrations_engine.remote.keys import RunKey, key_pair_make
 
 HOST = "127.0.0.6"
@@ -182,22 +184,43 @@ class _Server(paramiko.ServerInterface):
         return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
-        """Answer at once; the client closes the channel once it has the exit status."""
-        status, output = self.sha256sum(command.decode())
-        channel.sendall(output)
-        channel.send_exit_status(status)
-        channel.shutdown_write()
+        """Answer from a thread of its own (a long answer waits for the client's window); the
+        client closes the channel once it has the exit status."""
+        threading.Thread(target=self.answer, args=(channel, command.decode()), daemon=True).start()
         return True
 
-    def sha256sum(self, command: str) -> tuple[int, bytes]:
-        """What `sha256sum -- <path>` prints for a served path, with its exit status."""
-        words = shlex.split(command)
-        if len(words) != 3 or words[:2] != ["sha256sum", "--"]:
+    def answer(self, channel: paramiko.Channel, command: str) -> None:
+        """Run the copy's commands, one per line, on the served files."""
+        status = 127
+        try:
+            for line in command.splitlines():
+                if line.startswith((f"{HASHER}() ", "if dd ")):
+                    continue  # the copy's shell functions: this server does their work itself
+                status, printed = self.run(line)
+                channel.sendall(printed)
+            channel.send_exit_status(status)
+            channel.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the client went away
+
+    def run(self, command: str) -> tuple[int, bytes]:
+        """What one of the copy's commands prints for a served path, with its exit status:
+        `r P OFFSET N | h` (a hash), `r P OFFSET N` (bytes), and the latter padded with zeros
+        (`{ r ...; head -c N /dev/zero; } | head -c N`)."""
+        words = [word for word in shlex.split(command.replace(";", " ; ")) if word != "2>/dev/null"]
+        padded = words[:1] == ["{"]
+        if padded:
+            words = words[1 : words.index(";")]
+        if len(words) < 4 or words[0] != READER:
             return 127, b""
-        data = self.source.content(words[2])
+        data = self.source.content(words[1])
         if data is None:
             return 1, b""
-        return 0, f"{hashlib.sha256(data).hexdigest()}  {words[2]}\n".encode()
+        start, length = int(words[2]), int(words[3])
+        part = data[start : start + length]
+        if words[4:] == ["|", HASHER]:
+            return 0, f"{hashlib.sha256(part).hexdigest()}  -\n".encode()
+        return 0, part + bytes(length - len(part)) if padded else part
 
 
 @dataclass

@@ -17,6 +17,7 @@ import paramiko
 import pytest
 
 from migrations_engine.remote.connection import ssh_connect
+from migrations_engine.remote.session import SSHSession
 from migrations_engine.remote.tree import copy_file, copy_tree
 from tests.remote.hostile_source import ROOT, HostileServer, HostileSource
 
@@ -71,6 +72,24 @@ def serve() -> Iterator[Serve]:
     yield start
     for client in clients:
         client.close()
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def serve_session() -> Iterator[Callable[[HostileSource], SSHSession]]:
+    """The same, as the run's session: the copy's bytes then go through OpenSSH's client."""
+    servers: list[HostileServer] = []
+
+    def start(source: HostileSource) -> SSHSession:
+        server = HostileServer(source)
+        server.start()
+        servers.append(server)
+        return SSHSession(
+            server.grant, server.client_key, ssh_connect(server.grant, server.client_key)
+        )
+
+    yield start
     for server in servers:
         server.stop()
 
@@ -141,6 +160,20 @@ def test_all_hostile_names_at_once_write_nothing_outside_and_the_rest_is_copied(
     names = [name.format(around=area.around) for name, _, _ in HOSTILE] + ["..", "."]
     before = tree_state(area.around, area.target)
     result = copy_tree(serve(HostileSource(area.served, made_up=names)), ROOT, area.target)
+    assert tree_state(area.around, area.target) == before
+    reasons = {item.path: item.reason for item in result.not_copied}
+    assert reasons == {shown.format(around=area.around): reason for _, shown, reason in HOSTILE}
+    assert_served_files_copied(area, result.copied)
+
+
+def test_hostile_names_are_refused_when_the_bytes_come_through_openssh(
+    area: Area, serve_session: Callable[[HostileSource], SSHSession]
+) -> None:
+    names = [name.format(around=area.around) for name, _, _ in HOSTILE] + ["..", "."]
+    before = tree_state(area.around, area.target)
+    session = serve_session(HostileSource(area.served, made_up=names))
+    result = copy_tree(session, ROOT, area.target)
+    session.client.close()
     assert tree_state(area.around, area.target) == before
     reasons = {item.path: item.reason for item in result.not_copied}
     assert reasons == {shown.format(around=area.around): reason for _, shown, reason in HOSTILE}

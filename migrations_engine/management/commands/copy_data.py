@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from config.env import MySQLURL, parse_mysql_url
 from migrations_engine.datacopy import CopyError, ProgressEvent, copy_database
 from migrations_engine.datacopy.sql import SourceDatabase, pem_fingerprint
+from migrations_engine.services import MB
 
 BAR_WIDTH = 30
 
@@ -128,6 +129,9 @@ class Command(BaseCommand):
             "--chunk-kb", type=int, default=8192, help="size of a copied chunk in KB"
         )
         parser.add_argument(
+            "--bwlimit", type=float, help="limit the copy's traffic to this many MB/s"
+        )
+        parser.add_argument(
             "--source-wait",
             type=float,
             default=300.0,
@@ -168,6 +172,7 @@ class Command(BaseCommand):
                 workers=options["workers"],
                 chunk_bytes=max(4, options["chunk_kb"]) * 1024,
                 source_wait=options["source_wait"],
+                bandwidth_limit=int(options["bwlimit"] * MB) if options["bwlimit"] else None,
             )
         except CopyError as error:
             bar.close()
