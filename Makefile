@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # `checks` sets APPLIANCE_DEMO=0 for the deployment checks.
 export APPLIANCE_DEMO ?= 1
 
-.PHONY: demo test lint typecheck checks pytest bench clean
+.PHONY: demo test system lint typecheck checks pytest bench bench-logs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,10 +15,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# What the demo needs from the system is checked (and installed as root) before the virtualenv.
+demo:
+	$(PYTHON) -m devtools.system demo
+	@$(MAKE) --no-print-directory $(STAMP)
 	$(PY) scripts/demo.py
 
-test: lint typecheck checks pytest
+test: system lint typecheck checks pytest
+
+# What the tests need from the system (the demo's needs and chromium), installed as root.
+system:
+	$(PYTHON) -m devtools.system test
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -38,6 +45,10 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py
+
+# The traffic-log copy against `scp -r` with the same pinned key (BENCH_LOGS_MB, default 1000).
+bench-logs: $(STAMP)
+	$(PY) scripts/bench_logs.py
 
 clean:
 	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -146,6 +146,11 @@ class MariaDBServer:
             if not self.tls or self.offers_tls():
                 return
             self.stop()
+        self.wait_ready(self.launch(), timeout)
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start mariadbd in a session of its own (installing the data directory first), without
+        waiting for it to answer."""
         self.install()
         command = [
             shutil.which("mariadbd") or "/usr/sbin/mariadbd",
@@ -166,12 +171,15 @@ class MariaDBServer:
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_general_ci",
         ]
-        subprocess.Popen(
+        return subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
+
+    def wait_ready(self, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+        """Wait until the server launched answers on its socket (and let root in over TCP)."""
         deadline = time.monotonic() + timeout
         while not self.socket.exists() or not self._allow_root_over_tcp():
-            if time.monotonic() > deadline:
+            if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
                     f"MariaDB at {self.host}:{self.port} did not start; see {self.log_file}"
                 )

@@ -13,8 +13,16 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from appliance.auth import RECENT_USERS
+from devtools import system
 
 ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The suite first installs (as root) or names what it needs from the system."""
+    problem = system.set_up_for_tests()
+    if problem:
+        pytest.exit(problem, returncode=1)
 
 
 @pytest.fixture(autouse=True)

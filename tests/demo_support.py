@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,9 +14,10 @@ from typing import Any
 import pymysql
 
 from devtools.mariadb import MariaDBServer
+from devtools.processes import ProcessBook
 from devtools.sshd import SSHServer
 from migrations_engine.peer_client import PeerClient
-from scripts.demo import Node, read_env_file
+from scripts.demo import SCRIPT_LABEL, Node, read_env_file, stop_recorded
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_TABLES = ("subscriber", "voucher", "accounting_session", "event_log")
@@ -62,6 +62,23 @@ class DemoUnderTest:
             timeout=900,
             check=False,
         )
+
+    def start_waiting(self) -> subprocess.Popen[str]:
+        """Run the demo script as `make demo` does (it stays until stopped); its output piped."""
+        environment = {key: value for key, value in self.environment().items()}
+        environment.pop("DEMO_NO_WAIT")
+        return subprocess.Popen(
+            [sys.executable, "scripts/demo.py"],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def book(self) -> ProcessBook:
+        """The demo's pid files."""
+        return ProcessBook(self.directory / "pids")
 
     def settings(self) -> dict[str, str]:
         """What the demo wrote for scripts (var/<name>.env)."""
@@ -163,13 +180,9 @@ class DemoUnderTest:
         )
 
     def stop(self) -> None:
-        """Stop every process the demo started."""
-        for pids in self.directory.glob("*/pids"):
-            for pid in pids.read_text().split():
-                try:
-                    os.killpg(int(pid), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        """Stop every process the demo started (its pid files name them)."""
+        self.book().stop([SCRIPT_LABEL], grace=40)  # a demo still waiting stops its own first
+        stop_recorded(self.book())
         SSHServer(self.directory / "source-ssh", self.source_address, 2222).stop()
         MariaDBServer(self.directory / "source-mysql", self.source_address, 3306, 2).stop()
 
