@@ -186,12 +186,14 @@ class MariaDBServer:
             time.sleep(0.3)
 
     def _allow_root_over_tcp(self) -> bool:
-        """Let root in over TCP without a password (the server only listens on loopback)."""
+        """Let root in over TCP without a password (the server only listens on loopback); kept
+        out of the binary log, which holds only what the node itself does."""
         try:
             connection = pymysql.connect(unix_socket=str(self.socket), user="root", autocommit=True)
         except pymysql.OperationalError:
             return False
         with connection, connection.cursor() as cursor:
+            cursor.execute("SET SESSION sql_log_bin = 0")
             cursor.execute("CREATE USER IF NOT EXISTS 'root'@'%'")
             cursor.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION")
         return True

@@ -32,6 +32,8 @@ from migrations_engine.datacopy.schema import base_table_names, read_table
 from migrations_engine.datacopy.sql import fetch_one, quote_name, source_connection
 from migrations_engine.source_info import DataBinlog
 
+SSL_CONNECTION_FAILED = 2026
+"""The replica's error when the TLS connection to the source could not be opened or verified."""
 OLDEST_VERSION = (10, 3)
 """The oldest MariaDB a source may run for its data to be replicated while it serves."""
 GTID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
@@ -67,11 +69,16 @@ class Lag:
     bytes: int
     caught_up: bool
     error: str = ""
+    """Why the replica stopped for good (the data is then copied inside the window)."""
+    waiting: str = ""
+    """Why it cannot move for now (a source restarting): it goes on by itself."""
 
     @property
     def text(self) -> str:
         if self.error:
             return f"replication stopped: {self.error}"
+        if self.waiting:
+            return f"waiting for the source: {self.waiting}"
         if self.caught_up:
             return "in sync with the source"
         events = "?" if self.events is None else str(self.events)
@@ -179,7 +186,12 @@ def replica_status(target: pymysql.connections.Connection, name: str) -> dict[st
 
 def replica_lag(status: dict[str, Any], goal: BinlogPosition, *, replica_gtid: str = "") -> Lag:
     """How far a replica with this status is from `goal` (the source's end of binary log)."""
-    error = str(status.get("Last_SQL_Error") or status.get("Last_IO_Error") or "")
+    io_error = str(status.get("Last_IO_Error") or "")
+    lasting = (
+        int(status.get("Last_IO_Errno") or 0) == SSL_CONNECTION_FAILED
+        or status.get("Slave_IO_Running") == "No"
+    )
+    error = str(status.get("Last_SQL_Error") or "") or (io_error if lasting else "")
     if not status:
         error = "this system has no replica of the source"
     applied_file = str(status.get("Relay_Master_Log_File") or "")
@@ -194,6 +206,7 @@ def replica_lag(status: dict[str, Any], goal: BinlogPosition, *, replica_gtid: s
         bytes=0 if caught_up else max(0, behind),
         caught_up=caught_up and not error,
         error=error,
+        waiting="" if lasting else io_error,
     )
 
 
@@ -238,7 +251,16 @@ class ReplicaRefused(Exception):
 
 ROW_EVENT = re.compile(r"^(Write|Update|Delete)_rows(_compressed)?(_v1)?$")
 PASSING_EVENTS = frozenset(
-    {"Format_desc", "Gtid_list", "Binlog_checkpoint", "Rotate", "Table_map", "Annotate_rows"}
+    {
+        "Format_desc",
+        "Gtid_list",
+        "Binlog_checkpoint",
+        "Rotate",
+        "Table_map",
+        "Annotate_rows",
+        "Stop",  # the source's server shut down (a restart): its next binary log follows
+        "Start_encryption",
+    }
 )
 """Relay log events that change nothing here, besides row changes and transaction bounds."""
 STATEMENT = re.compile(r"^(?:use `[^`]*`; )?\s*(\w+(?:\s+\w+)?)", re.IGNORECASE)
@@ -253,8 +275,8 @@ class ReplicaGate:
     last whole transaction read back from the relay log and found to hold nothing but row
     changes (a position in the source's binary log: `boundary`). A statement (GRANT, CREATE
     USER, CREATE PROCEDURE, ALTER TABLE, ...) stops the replica before it runs: ReplicaRefused.
-    The relay log, not the source, is read, so what is checked is what would run. Starting
-    again from the SQL thread's position is always safe.
+    The relay log, not the source, is read, so what is checked is what would run. A new gate
+    reads the relay log from its first file (what was applied already is checked again).
     """
 
     connection: pymysql.connections.Connection
@@ -276,7 +298,8 @@ class ReplicaGate:
             return
         applied = (str(status["Relay_Master_Log_File"]), int(status["Exec_Master_Log_Pos"]))
         if not self.cursor[0]:
-            self.cursor = (str(status["Relay_Log_File"]), int(status["Relay_Log_Pos"]))
+            first = fetch_one(self.connection, f"SHOW RELAYLOG '{self.name}' EVENTS LIMIT 1")
+            self.cursor = (str(first[0]), 4)  # what was applied already is checked again
             self.source_file, self.boundary = applied[0], applied
             self.server_id = int(fetch_one(self.connection, "SELECT @@server_id")[0])
         while self._read_batch():
@@ -356,7 +379,10 @@ def replica_wait(
             except ReplicaRefused as refused:
                 return Lag(None, None, 0, caught_up=False, error=str(refused))
             status = replica_status(connection, name)
-            lag = replica_lag(status, goal(), replica_gtid=replica_gtid(connection))
+            try:
+                lag = replica_lag(status, goal(), replica_gtid=replica_gtid(connection))
+            except pymysql.MySQLError as error:  # the source does not answer now
+                lag = Lag(None, None, 0, caught_up=False, waiting=str(error.args[-1]))
             if lag.caught_up or lag.error or time.monotonic() >= deadline:
                 return lag
             waiting(lag)

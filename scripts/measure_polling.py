@@ -8,17 +8,17 @@ polling while a copy runs, and the copy is not slowed by more than 5 %.
 Needs the two-node demo running (`DEMO_NO_WAIT=1 DEMO_SIZE=bench .venv/bin/python
 scripts/demo.py`, standard name "demo"); it is reset and migrated several times, and left reset.
 Each round resets both nodes (source out of maintenance, `seed_node` on both, the source at
---size), runs `migrate_from --yes` as the current system and times the "copy_data" operation
-from its row (finished_at - started_at). Rounds alternate between no pollers and --clients
-browsers (one event loop), each logged in with its own session, polling the run's progress
-partial from the moment the run has its operations, as htmx does (first
+--size), runs `migrate_from --yes` as the current system and times the data copy (the
+"precopy_data" operation) from its row (finished_at - started_at). Rounds alternate between no
+pollers and --clients browsers (one event loop), each logged in with its own session, polling
+the run's progress partial from the moment the run has its operations, as htmx does (first
 /wizard/runs/<id>/progress/, then what the last answer's hx-get names with the cookies it was
 given, `HX-Request: true`, on a kept-alive HTTPS connection, the next request a second after the
 last answer), at CPU priority --client-nice (19: they stand for browsers on other machines and
 take only the CPU the copy leaves; 0 lets them compete). The answers while the copy runs are
 kept (time to the full body, status), and the CPU the node's web processes and this script used
-meanwhile. Prints each round, then the
-medians, the slowdown, the latency percentiles and the answers that were neither 200 nor 286.
+meanwhile. Prints each round, then the medians, the slowdown, the latency percentiles and the
+answers that were neither 200 nor 286.
 Exit status 1 when the claim does not hold.
 """
 
@@ -53,7 +53,8 @@ from migrations_engine.peer_client import PeerClient, certificate_fingerprint  #
 from scripts.demo import read_env_file  # noqa: E402
 
 DEMO_DIR = ROOT / "var" / "demo"
-OPERATION = "copy_data"
+OPERATION = "precopy_data"
+"""The operation that copies the data (while the source serves)."""
 POLL_STOP = 286
 """The status on which htmx stops polling (the run has ended)."""
 ANSWERED = (200, POLL_STOP)
@@ -178,8 +179,9 @@ def servers_quiet(demo: dict[str, str], limit: float = 120) -> None:
             server.close()
 
 
-def migration_start(demo: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
-    """`migrate_from --yes` as the current system, in the background, its output in work/."""
+def migration_start(demo: dict[str, str], work: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`migrate_from --yes` (and `extra`) as the current system, in the background, its output
+    in work/."""
     password_file = work / "source-password"
     password_file.write_text(demo["SOURCE_ADMIN_PASSWORD"])
     password_file.chmod(0o600)
@@ -192,7 +194,7 @@ def migration_start(demo: dict[str, str], work: Path) -> subprocess.Popen[bytes]
         "--password-file", str(password_file),
         "--confirm-fingerprint", fingerprint,
         "--report", str(work / "report.json"),
-        "--yes",
+        "--yes", *extra,
     ]  # fmt: skip
     with open(work / "migrate_from.log", "wb") as log:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -32,6 +32,7 @@ from migrations_engine.datacopy.sql import (
 from migrations_engine.datacopy.upgrade import upgrade_data_schema
 from migrations_engine.handoffs import PreCopy, RunHandoffs
 from migrations_engine.online_copy import (
+    SSL_CONNECTION_FAILED,
     Lag,
     ReplicaGate,
     ReplicaRefused,
@@ -44,6 +45,9 @@ from migrations_engine.plan import PlanFacts, online_copy_refusal
 from migrations_engine.source_info import SourceInfo
 
 REPLICA_NAME = "migration"
+CONNECT_RETRY = 2
+"""Seconds between the replica's attempts to reach a source that went away (MariaDB's 60 s
+would leave a restarted source unfollowed for a minute)."""
 EXEC_MODES = {False: "STRICT", True: "IDEMPOTENT"}
 """slave_exec_mode of this system's database server while its replica runs, by `idempotent`."""
 COPY_SHARE = 0.9
@@ -85,6 +89,7 @@ def copy_verified(
             resume=resume,
             progress=copy_reporter(progress, share),
             workers=settings.MIGRATION_COPY_WORKERS,
+            bandwidth_limit=context.run.bandwidth_limit,
         )
     except CopyError as error:
         raise OperationFailed(
@@ -154,6 +159,8 @@ def cutover(
     if not lag.caught_up:
         context.log(f"the replica did not reach {final.text}: {lag.text}; copying again here")
         replica_stop(target)
+        if keep_replica:  # the caller copies again and starts a replica of its own
+            return {**result, "fallback": lag.text}
         return {**result, "fallback": lag.text, **copy_verified(context, progress, source=source)}
     if not keep_replica:
         replica_stop(target)
@@ -303,11 +310,30 @@ class CopyDataAndActivateReplica(Operation):
     stall_hint = "The replica is not catching up: check the source's binary log and port 3306."
 
     def applies(self, facts: PlanFacts) -> tuple[bool, str]:
-        if facts.source_is_ha:
-            return True, "the source is in high availability"
-        return False, "the source is standalone: its data is copied by Copies data"
+        if not facts.source_is_ha:
+            return False, "the source is standalone: its data is copied by Copies data"
+        if refusal := online_copy_refusal(facts):
+            return True, (
+                f"the source is in high availability; copies data inside the maintenance "
+                f"window because {refusal}"
+            )
+        return True, (
+            "the source is in high availability; its data was pre-copied while it served and "
+            "the replica follows it: inside the window only its last changes are applied"
+        )
 
     def run(self, context: RunContext, progress: Progress) -> dict[str, Any]:
+        precopy = RunHandoffs.of(context.run).precopy
+        if precopy is not None and precopy.replicating and "binlog" not in context.memory:
+            result = cutover(context, progress, precopy, keep_replica=True)
+            if "fallback" not in result:
+                result["schema_upgrades"] = schema_upgrade(context, progress, COPY_SHARE)
+                result["replica"] = {"from": precopy.start, "caught_up_at": result["to"]}
+                return result
+        return self._copy_and_replicate(context, progress)
+
+    def _copy_and_replicate(self, context: RunContext, progress: Progress) -> dict[str, Any]:
+        """The data copied inside the window, then a replica from before the copy."""
         source = context.source_database(replication=True)
         if "binlog" not in context.memory:
             context.remember(binlog=list(_binlog_position(source)))
@@ -336,8 +362,6 @@ class CopyDataAndActivateReplica(Operation):
 CERTIFICATE_FILE = "migration-source-{}.pem"
 """Name of the file, on this system's database server, with a source's database certificate."""
 FILE_EXISTS = 1086
-SSL_CONNECTION_FAILED = 2026
-"""The replica's error when the TLS connection to the source could not be opened or verified."""
 
 
 def replica_certificate_store(cursor: Any, pem: str) -> str:
@@ -387,7 +411,8 @@ def replica_start(
         cursor.execute(
             f"CHANGE MASTER '{REPLICA_NAME}' TO MASTER_HOST=%s, MASTER_PORT=%s, "
             "MASTER_USER=%s, MASTER_PASSWORD=%s, MASTER_LOG_FILE=%s, MASTER_LOG_POS=%s, "
-            "MASTER_SSL=1, MASTER_SSL_CA=%s, MASTER_SSL_VERIFY_SERVER_CERT=1",
+            "MASTER_SSL=1, MASTER_SSL_CA=%s, MASTER_SSL_VERIFY_SERVER_CERT=1, "
+            f"MASTER_CONNECT_RETRY={CONNECT_RETRY}",
             [
                 source.host,
                 source.port,

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from migrations_engine import notifications
 from migrations_engine.context import Progress, RunContext
+from migrations_engine.datacopy.sql import SourceDatabase, SourceTrustError
 from migrations_engine.handoffs import (
     RunHandoffs,
     keep_precopy_replicating,
@@ -49,6 +50,8 @@ from migrations_engine.plan import PlanFacts, online_copy_refusal
 
 COPY_SHARE = 0.9
 """Part of the pre-copy's bar the copy takes; starting the replica takes the rest."""
+CATCH_UP_GRACE = 0.5
+"""Seconds the replica is given to reach where the source's binary log ended a moment ago."""
 
 
 class PreCopyData(Operation):
@@ -61,8 +64,6 @@ class PreCopyData(Operation):
     stall_hint = "The source's database does not answer, or a table on it is locked."
 
     def applies(self, facts: PlanFacts) -> tuple[bool, str]:
-        if facts.source_is_ha:
-            return False, "the source is in high availability: its replica is set up later"
         if refusal := online_copy_refusal(facts):
             return False, f"the data is copied inside the maintenance window because {refusal}"
         return True, "the source's binary log lets this system follow its writes while it serves"
@@ -121,8 +122,8 @@ class LagHistory:
     def add(self, events: int, applied: int) -> None:
         now = time.monotonic()
         self.samples.append((now, events, applied))
-        while self.samples and now - self.samples[0][0] > self.window:
-            self.samples.popleft()
+        while len(self.samples) > 1 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()  # the oldest kept is the last one a window ago
 
     @property
     def full(self) -> bool:
@@ -197,7 +198,7 @@ class AwaitCutover(Operation):
     stall_hint = "The replica does not apply the source's writes: check port 3306 and the load."
 
     def applies(self, facts: PlanFacts) -> tuple[bool, str]:
-        online = not facts.source_is_ha and not online_copy_refusal(facts)
+        online = not online_copy_refusal(facts)
         if facts.cutover_waits:
             return True, "the cutover waits for the chosen time or for Cut over now"
         if online:
@@ -215,13 +216,10 @@ class AwaitCutover(Operation):
             gate = ReplicaGate(target, REPLICA_NAME)
             while True:
                 lag = None
-                if source is not None and not self._gate(context, gate):
-                    source = None
                 if source is not None:
-                    goal = binlog_position(source) or BinlogPosition("", 0)
-                    gtid = replica_gtid(target)
-                    lag = replica_lag(replica_status(target, REPLICA_NAME), goal, replica_gtid=gtid)
-                    history.add(lag.events or 0, applied_sequence(gtid))
+                    lag = self._lag(context, source, target, gate, history)
+                    if lag is None:  # the replica refused what the source wrote
+                        source = None
                 order = CutoverOrder.of(context.run.id)
                 if order.due(lag):
                     break
@@ -237,6 +235,36 @@ class AwaitCutover(Operation):
             result["cutover"] = "asked for (Cut over now)"
         context.log(f"cutover: {result.get('cutover') or order.mode}")
         return result
+
+    def _lag(
+        self,
+        context: RunContext,
+        source: SourceDatabase,
+        target: pymysql.connections.Connection,
+        gate: ReplicaGate,
+        history: LagHistory,
+    ) -> Lag | None:
+        """How far the replica is from where the source's binary log ended a moment ago: the
+        replica is let apply what it has checked and given half a second to get there (a
+        source that writes all the time is never caught up with its very latest write). A
+        source that does not answer (restarting, say) is waited for: the replica reconnects by
+        itself. None once the replica refused something."""
+        try:
+            goal = binlog_position(source) or BinlogPosition("", 0)
+        except (pymysql.MySQLError, SourceTrustError) as error:
+            return Lag(None, None, 0, caught_up=False, waiting=str(error.args[-1])[:200])
+        deadline = time.monotonic() + CATCH_UP_GRACE
+        while True:
+            if not self._gate(context, gate):
+                return None
+            gtid = replica_gtid(target)
+            lag = replica_lag(replica_status(target, REPLICA_NAME), goal, replica_gtid=gtid)
+            if lag.caught_up or lag.error or lag.waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        if not lag.waiting:
+            history.add(lag.events or 0, applied_sequence(gtid))
+        return lag
 
     @staticmethod
     def _gate(context: RunContext, gate: ReplicaGate) -> bool:
@@ -270,7 +298,7 @@ class AwaitCutover(Operation):
                 if history.shrink_rate > 0 and lag.events:
                     eta = lag.events / history.shrink_rate
             if history.falling_behind:
-                window = _window_seconds(lag, history)
+                window = window_seconds(lag, history)
                 figures |= {"falling_behind": True, "window_seconds": window}
                 message = (
                     f"The copy is not catching up: the source writes faster than this system "
@@ -294,7 +322,7 @@ def _waiting_message(order: CutoverOrder) -> str:
     return "the cutover begins once the copy has caught up"
 
 
-def _window_seconds(lag: Lag, history: LagHistory) -> int:
+def window_seconds(lag: Lag, history: LagHistory) -> int:
     """About how long the maintenance window would last if the cutover began now: the time to
     apply what is behind (at the measured rate), plus a margin for the verification."""
     rate = history.apply_rate

@@ -49,8 +49,9 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo() -> Iterator[dict[str, str]]:
+    """One two-node demo for every browser test (each starts from `fresh`)."""
     with DEMO.running() as settings:
         yield settings
 

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +17,9 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import Staff, reset_demo
-from tests.demo_support import DemoUnderTest
+from tests.browser.conftest import DEMO, Staff
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-A11Y_DEMO = DemoUnderTest("a11ytest", "127.0.0.72", "127.0.0.71", "2,3")
 BLOCKING = ("serious", "critical")
 IMPACTS = ("critical", "serious", "moderate", "minor")
 AXE = Axe()
@@ -32,20 +29,7 @@ WAITING = "Waiting for a worker to take the migration."
 
 def worker_signal(sig: signal.Signals) -> None:
     """Pause (SIGSTOP) or let go on (SIGCONT) the current system's Celery worker."""
-    os.killpg(A11Y_DEMO.node("current").pids()["worker"], sig)
-
-
-@pytest.fixture(scope="module")
-def demo() -> Iterator[dict[str, str]]:
-    """This module's own two-node demo (its own addresses and Redis databases)."""
-    with A11Y_DEMO.running() as settings:
-        yield settings
-
-
-@pytest.fixture
-def fresh(demo: dict[str, str]) -> dict[str, str]:
-    """Both nodes as the demo made them, and no migration open in the wizard."""
-    return reset_demo(A11Y_DEMO, demo)
+    os.killpg(DEMO.node("current").pids()["worker"], sig)
 
 
 def axe_violations(page: Page, name: str) -> list[dict[str, Any]]:
@@ -86,7 +70,7 @@ def test_every_step_and_console_page_passes_axe_core(
     pages["1 Welcome"] = blocking(axe_violations(page, "1 Welcome"))
     page.get_by_role("link", name="Next").click()
     pages["2 Source (empty)"] = blocking(axe_violations(page, "2 Source (empty)"))
-    page.get_by_label("IP Address of the Source System").fill(A11Y_DEMO.source_address)
+    page.get_by_label("IP Address of the Source System").fill(DEMO.source_address)
     page.get_by_label("Admin User Password").fill(fresh["SOURCE_ADMIN_PASSWORD"])
     page.get_by_role("button", name="Check the source").click()
     page.get_by_label(re.compile("fingerprint above matches")).check()
@@ -197,7 +181,7 @@ def test_the_whole_wizard_with_the_keyboard_alone(staff: Staff, fresh: dict[str,
     go(page, "Enter")
 
     expect(page.get_by_role("heading", name="Step 2: Source")).to_be_visible()
-    type_into(page, "IP Address of the Source System", A11Y_DEMO.source_address)
+    type_into(page, "IP Address of the Source System", DEMO.source_address)
     type_into(page, "Admin User Password", fresh["SOURCE_ADMIN_PASSWORD"])
     go(page, "Enter")
     tab_to(page, re.compile("fingerprint above matches"))

@@ -24,6 +24,9 @@ CONGRATULATIONS = "Congratulations! Migration was successfully completed"
 SOURCE = DEMO.source_address
 STRANGER = "127.0.0.34"
 CURRENT_DIR = DEMO.directory / "current"
+OPERATIONS = 10
+"""A standalone source without options: backup, settings, the online pre-copy and its wait,
+maintenance, the cutover's data, the source's configuration, certificates, restart, final."""
 
 
 def check_source(page: Page, password: str, button: str = "Check the source") -> None:
@@ -126,7 +129,7 @@ def test_standalone_migration_through_every_step(
     page.get_by_role("button", name="Next").click()
 
     plan = page.locator("ol.plan li")
-    expect(plan).to_have_count(8)
+    expect(plan).to_have_count(OPERATIONS)
     expect(plan.first).to_contain_text("Backs up the current system")
     expect(page.get_by_text("irreversible and cannot be interrupted")).to_be_visible()
     shot(page, "confirmation")
@@ -140,13 +143,13 @@ def test_standalone_migration_through_every_step(
         page.get_by_role("button", name="Execute").click()
         expect(page).to_have_url(re.compile(r"/wizard/execution/$"))
         bars = page.get_by_role("progressbar")
-        expect(bars).to_have_count(8)
+        expect(bars).to_have_count(OPERATIONS)
         expect(bars.first).to_have_attribute("aria-valuemin", "0")
         expect(page.get_by_role("link", name="Next")).to_have_count(0)
         shot(page, "execution-waiting")
         watcher = staff.window()  # a second staff browser sees the same run
         expect(watcher).to_have_url(re.compile(r"/wizard/execution/$"))
-        expect(watcher.get_by_role("progressbar")).to_have_count(8)
+        expect(watcher.get_by_role("progressbar")).to_have_count(OPERATIONS)
         with watcher.expect_request(published_partial) as polled:
             pass
         answer = polled.value.response()
@@ -159,7 +162,7 @@ def test_standalone_migration_through_every_step(
             process_signal("publisher", signal.SIGCONT)
         page.reload()
         expect(page).to_have_url(re.compile(r"/wizard/execution/$"))
-        expect(page.get_by_role("progressbar")).to_have_count(8)
+        expect(page.get_by_role("progressbar")).to_have_count(OPERATIONS)
         staff.contexts[0].close()  # the first browser goes away mid-run
         staff.contexts.pop(0)
     finally:
@@ -168,11 +171,12 @@ def test_standalone_migration_through_every_step(
     expect(
         watcher.get_by_text("Congratulations! Migration was successfully completed")
     ).to_be_visible(timeout=180_000)
-    for index in range(8):
+    for index in range(OPERATIONS):
         expect(watcher.get_by_role("progressbar").nth(index)).to_have_attribute(
             "aria-valuenow", "100"
         )
-    expect(watcher.get_by_role("row").filter(has_text="Copies data")).to_contain_text("rows")
+    expect(watcher.locator("tr[data-operation=precopy_data]")).to_contain_text("rows")
+    expect(watcher.locator("tr[data-operation=copy_data]")).to_contain_text("verified on both")
     shot(watcher, "execution-done")
     polls: list[str] = []
     watcher.on("request", lambda request: polls.append(request.url))
@@ -390,7 +394,9 @@ def test_a_rehearsal_from_options_reports_and_changes_nothing(
     prepare_until_options(page, fresh)
     page.get_by_role("button", name="Rehearse (dry run)").click()
     expect(page).to_have_url(re.compile(r"/wizard/rehearsal/$"))
-    expect(page.get_by_text("Rehearsal completed")).to_be_visible(timeout=120_000)
+    expect(page.locator("strong").filter(has_text="Rehearsal completed")).to_be_visible(
+        timeout=120_000
+    )
     expect(page.locator("table.rehearsal-tables")).to_contain_text("accounting_session")
     expect(page.locator("ul.not-migrated")).to_contain_text("site-bound")
     expect(page.get_by_text("The real migration should take about")).to_be_visible()
@@ -414,11 +420,11 @@ def test_a_failure_says_why_and_start_over_brings_this_system_back(
     page.get_by_role("button", name="Next").click()
     page.get_by_label(re.compile("host name to confirm")).fill("appliance-old")
     ssh = SSHServer(DEMO.directory / "source-ssh", SOURCE, 2222)
-    ssh.stop()  # the logs cannot be copied: the run fails late, after the data copy
+    ssh.stop()  # the logs cannot be copied: the run fails after the data's pre-copy
     try:
         page.get_by_role("button", name="Execute").click()
         failure = page.get_by_role("alert")
-        expect(failure).to_contain_text("Copies the syslog data failed", timeout=180_000)
+        expect(failure).to_contain_text("Pre-copies the traffic logs failed", timeout=180_000)
         expect(failure).to_contain_text("What to do:")
         for action in ("Resume", "Abandon", "Start over"):
             expect(page.get_by_role("button", name=action)).to_be_visible()
@@ -430,3 +436,33 @@ def test_a_failure_says_why_and_start_over_brings_this_system_back(
         ssh.start()
     assert DEMO.data_checksums()[1] == current_before
     assert DEMO.peer().info()["maintenance"] is False
+
+
+def test_cut_over_now_once_in_sync_and_the_downtime_on_the_result(
+    staff: Staff, shot: Screenshots, fresh: dict[str, str]
+) -> None:
+    page = staff.window()
+    prepare_until_options(page, fresh)
+    page.get_by_label("When I press Cut over now").check()
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("ol.plan")).to_contain_text("Keeps the copy in sync until the cutover")
+    page.get_by_label(re.compile("host name to confirm")).fill("appliance-old")
+    page.get_by_role("button", name="Execute").click()
+
+    waiting = page.get_by_role("row").filter(has_text="Keeps the copy in sync")
+    expect(waiting).to_contain_text("in sync with the source", timeout=180_000)
+    expect(waiting).to_contain_text("waiting for Cut over now")
+    expect(page.get_by_role("row").filter(has_text="Places the source under")).to_contain_text(
+        "Waiting"
+    )
+    shot(page, "execution-in-sync")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Cut over now").click()
+    expect(page.get_by_text(CONGRATULATIONS)).to_be_visible(timeout=180_000)
+    expect(page.get_by_text(re.compile(r"Service downtime: \d+\.\d s"))).to_be_visible()
+    shot(page, "execution-cut-over")
+    page.get_by_role("link", name="Next").click()
+    summary = page.locator("table.summary")
+    expect(summary.get_by_role("row").filter(has_text="Service downtime")).to_contain_text(" s")
+    expect(summary).to_contain_text("verified on both systems")
+    shot(page, "result-downtime")

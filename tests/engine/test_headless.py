@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from appliance import services
+from devtools.mariadb import MariaDBServer
 from migrations_engine import executor
 from migrations_engine.accounts import account_digest, account_rows
 from migrations_engine.context import Progress, RunContext
@@ -140,7 +141,10 @@ def assert_data_identical(demo: dict[str, str]) -> None:
 def test_without_yes_only_the_plan_is_shown(fresh: dict[str, str], tmp_path: Path) -> None:
     result = migrate(fresh, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "[runs   ] Copies data (the source is standalone)" in result.stdout
+    assert "[runs   ] Pre-copies data (the source stays in service)" in result.stdout
+    assert "[runs   ] Copies data (the data was pre-copied while the source served" in (
+        result.stdout
+    )
     assert "[skipped] Deactivates the replica" in result.stdout
     assert "Nothing was changed" in result.stdout
     assert peer(fresh).info()["maintenance"] is False
@@ -229,40 +233,20 @@ def copy_state(after_run: int = 0) -> tuple[float, int]:
 
 
 def stop_worker() -> None:
-    """Kill the current system's worker with SIGKILL."""
+    """Kill the current system's worker (and what it started) with SIGKILL."""
     try:
-        os.killpg(int((DEMO_DIR / "current" / "pids").read_text().split()[-1]), signal.SIGKILL)
+        os.killpg(DEMO.node("current").pids()["worker"], signal.SIGKILL)
     except ProcessLookupError:
         pass
 
 
 def restart_worker(env: dict[str, str] | None = None) -> None:
-    """Kill the current system's worker with SIGKILL and start a new one under the same name."""
-    pids_file = DEMO_DIR / "current" / "pids"
-    pids = pids_file.read_text().split()
-    try:
-        os.killpg(int(pids[-1]), signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    worker = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "celery"),
-            "-A",
-            "config",
-            "worker",
-            "--hostname=current@%h",
-            "--pool=threads",
-            "--concurrency=4",
-            "--beat",
-            f"--schedule={DEMO_DIR / 'current' / 'beat-schedule'}",
-        ],
-        cwd=ROOT,
-        env={**node_env("current"), **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    pids_file.write_text(" ".join([*pids[:-1], str(worker.pid)]))
+    """Kill the current system's worker with SIGKILL and start a new one, as the demo starts
+    it (with `env` added to its environment), recorded in the demo's pid files."""
+    stop_worker()
+    node = DEMO.node("current")
+    node.env.update(env or {})
+    node.pids_write(node.pids() | {"worker": node.spawn("worker").pid})
 
 
 def test_a_worker_killed_during_the_copy_does_not_stop_the_run(
@@ -340,7 +324,7 @@ def test_ha_source_with_swap_and_every_option(fresh: dict[str, str], tmp_path: P
 
 def worker_alive() -> bool:
     """Whether the current system's worker process runs (a killed one may linger as a zombie)."""
-    pid = int((DEMO_DIR / "current" / "pids").read_text().split()[-1])
+    pid = DEMO.node("current").pids()["worker"]
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
@@ -533,6 +517,7 @@ def test_a_dry_run_changes_nothing_and_reports_what_the_real_run_then_copies(
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "Nothing was changed on either system." in dry.stdout
     assert "The real run would take about" in dry.stdout
+    assert "expected service downtime:" in dry.stdout
     rehearsal = json.loads((tmp_path / "report.json").read_text())["rehearsal"]
     assert source_state() == source_before
     assert current_state() == current_before
@@ -546,7 +531,13 @@ def test_a_dry_run_changes_nothing_and_reports_what_the_real_run_then_copies(
     assert real.returncode == 0, real.stdout + real.stderr
     operations = json.loads((real_dir / "report.json").read_text())["operations"]
     copied = next(op for op in operations if op["name"] == "copy_data")["result"]["tables"]
-    assert copied == rehearsal["tables"]
+    assert {name: (table["rows"], table["checksum"]) for name, table in copied.items()} == {
+        name: (table["rows"], table["checksum"]) for name, table in rehearsal["tables"].items()
+    }
+    estimate = rehearsal["estimate"]
+    assert estimate["online_seconds"] > 0  # the copy happens with the source in service
+    assert 0 < estimate["verify_seconds"] <= estimate["downtime_seconds"]
+    assert "verification of every table measured now" in estimate["downtime_basis"]
     assert rehearsal["tables"]["accounting_session"]["rows"] > 0
 
 
@@ -665,63 +656,93 @@ class SourceUsers(threading.Thread):
         self.join(timeout=30)
 
 
-def operation_figures(name: str, after_run: int) -> tuple[str, dict[str, Any]]:
-    """(status, figures) of an operation of the newest run."""
-    with pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_control") as db:
-        with db.cursor() as cursor:
-            cursor.execute(
-                "SELECT status, figures FROM migrations_engine_operationstate "
-                "WHERE name = %s AND run_id > %s ORDER BY id DESC LIMIT 1",
-                [name, after_run],
-            )
-            row = cursor.fetchone()
-    return (str(row[0]), json.loads(row[1] or "{}")) if row else ("", {})
-
-
 def rows_written_online(host: str, database: str) -> int:
     with pymysql.connect(host=host, user="root", database=database) as connection:
         with connection.cursor() as cursor:
             cursor.execute("SELECT COUNT(*) FROM event_log WHERE source = 'online-test'")
-            return int(cursor.fetchone()[0])
+            (count,) = cursor.fetchone() or (0,)
+            return int(count)
 
 
-def test_the_source_serves_while_the_data_is_copied_and_is_down_only_for_the_cutover(
+def operation_state(name: str, after_run: int) -> tuple[str, int, str, dict[str, Any]]:
+    """(status, attempts, message, figures) of an operation of the newest run."""
+    with pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_control") as db:
+        with db.cursor() as cursor:
+            cursor.execute(
+                "SELECT status, attempts, message, figures FROM migrations_engine_operationstate "
+                "WHERE name = %s AND run_id > %s ORDER BY id DESC LIMIT 1",
+                [name, after_run],
+            )
+            row = cursor.fetchone()
+    if not row:
+        return ("", 0, "", {})
+    return (str(row[0]), int(row[1]), str(row[2]), json.loads(row[3] or "{}"))
+
+
+def wait_for(what: str, check: Any, follower: Any, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert follower.poll() is None, follower.stdout.read() if follower.stdout else ""
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_the_source_serves_until_the_cutover_through_a_growing_lag_a_killed_worker_and_a_restart(
     fresh: dict[str, str], tmp_path: Path
 ) -> None:
-    seed_source("--size", "demo")
     earlier = newest_run_id()
+    fast_window = {"MIGRATION_LAG_WINDOW": "3", "MIGRATION_HEARTBEAT_STALE": "5"}
+    restart_worker(fast_window)
     users = SourceUsers()
     users.start()
     follower = migrate(fresh, tmp_path, "--yes", "--copy-logs", "--cutover-manual", background=True)
-    deadline = time.monotonic() + 300
-    while not operation_figures("await_cutover", earlier)[1].get("in_sync"):
-        assert follower.poll() is None, follower.stdout.read() if follower.stdout else ""
-        assert time.monotonic() < deadline, "the copy did not catch up with the source"
-        time.sleep(0.2)
+
+    def waiting() -> tuple[str, int, str, dict[str, Any]]:
+        return operation_state("await_cutover", earlier)
+
+    wait_for("in sync", lambda: waiting()[3].get("in_sync"), follower)
     in_sync_writes = users.written
     time.sleep(2)  # in sync, the source still serving: the run waits for Cut over now
     assert peer(fresh).info()["maintenance"] is False
     assert users.written > in_sync_writes > 0
-    assert operation_figures("await_cutover", earlier)[0] == "running"
+    # This system's table locked: the replica cannot apply what the source keeps writing.
+    with pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_data") as lock:
+        with lock.cursor() as cursor:
+            cursor.execute("LOCK TABLES event_log WRITE")
+            wait_for("a warning", lambda: waiting()[3].get("falling_behind"), follower, 60)
+            _, _, message, figures = waiting()
+            assert message.startswith("The copy is not catching up: the source writes faster")
+            assert "cut over now: the maintenance window would then last about" in message
+            assert figures["transactions_behind"] > 0
+    wait_for("in sync after the lock", lambda: waiting()[3].get("in_sync"), follower)
+
+    restart_worker(fast_window)  # the worker killed during the catch-up
+    wait_for("a second worker", lambda: waiting()[1] == 2, follower)
+    written = users.written
+    source_db = MariaDBServer(DEMO_DIR / "source-mysql", SOURCE, 3306, 2, tls=True)
+    source_db.stop()  # the source's database restarted during the catch-up
+    source_db.start()
+    wait_for("writes after the restart", lambda: users.written > written + 20, follower)
+    wait_for("in sync after the restart", lambda: waiting()[3].get("in_sync"), follower)
+    assert waiting()[0] == "running"
 
     cutover = manage("current", "migration_run", "cutover", str(newest_run_id()))
     assert "The cutover begins" in cutover.stdout
     output, _ = follower.communicate(timeout=600)
     users.stop()
-
     assert follower.returncode == 0, output
     assert "Service downtime:" in output
     assert_data_identical(fresh)
-    written = rows_written_online(SOURCE, "appliance_data")
-    assert written >= in_sync_writes > 0
-    assert rows_written_online("127.0.0.1", f"{NAME}_current_data") == written
+    online = rows_written_online(SOURCE, "appliance_data")
+    assert online > written
+    assert rows_written_online("127.0.0.1", f"{NAME}_current_data") == online
     report = json.loads((tmp_path / "report.json").read_text())
     seconds = {op["name"]: op["seconds"] for op in report["operations"]}
     downtime = report["downtime"]["seconds"]
-    assert downtime is not None
     assert downtime < report["seconds"] - seconds["precopy_data"] - seconds["await_cutover"]
     assert report["summary"]["tables"] >= 4
-    assert report["summary"]["rows"] > written
+    assert report["summary"]["rows"] > online
+    assert report["summary"]["files"] > 0
     copy = next(op for op in report["operations"] if op["name"] == "copy_data")
     assert copy["result"]["online"] is True
     assert all(table["equal"] for table in copy["result"]["tables"].values())

@@ -18,15 +18,11 @@ from typing import Any
 
 import pymysql
 import pytest
-from django.db import connections
 
-from appliance import credentials
 from config.env import MySQLURL
 from devtools.mariadb import MariaDBServer
-from migrations_engine.context import source_database_url
 from migrations_engine.datacopy import copy_database
 from migrations_engine.datacopy.sql import SourceDatabase
-from migrations_engine.models import MigrationRun
 from migrations_engine.online_copy import (
     binlog_position,
     binlog_refusal,
@@ -35,6 +31,8 @@ from migrations_engine.online_copy import (
     tables_verify,
 )
 from migrations_engine.operations.data_ops import REPLICA_NAME, replica_start, replica_stop
+from tests.engine import replica_support
+from tests.engine.replica_support import sql
 
 pytestmark = [
     pytest.mark.slow,
@@ -58,13 +56,6 @@ def servers() -> Iterator[tuple[MariaDBServer, MariaDBServer]]:
     target.stop()
     source.stop()
     shutil.rmtree(base, ignore_errors=True)
-
-
-def sql(server: MariaDBServer, *statements: str) -> list[Any]:
-    with server.connect() as connection, connection.cursor() as cursor:
-        for statement in statements:
-            cursor.execute(statement)
-        return list(cursor.fetchall())
 
 
 @pytest.fixture
@@ -94,23 +85,10 @@ def target_url(target: MariaDBServer) -> MySQLURL:
 
 
 def replicating_account(source: MariaDBServer, settings: Any) -> SourceDatabase:
-    """The run's account as the source's peer API issues it for a replicating run."""
-    settings.APPLIANCE_DATA_DB_CERTIFICATE = str(source.certificate_file)
-    settings.APPLIANCE_DATA_DB_PUBLIC_PORT = source.port
-    connection = connections["data"]
-    saved = dict(connection.settings_dict)
-    connection.close()
-    connection.settings_dict.update(HOST=source.host, PORT=str(source.port), NAME=DATABASE)
-    connection.settings_dict.update(USER="root", PASSWORD="")
-    try:
-        account = credentials.database_account_issue(
-            run_ref="run-online", client_address="127.0.0.1", replication=True
-        )
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
-    return source_database_url(MigrationRun(source_address=source.host), account)
+    """The run's account for this module's data database on `source`."""
+    return replica_support.replicating_account(
+        source, settings, database=DATABASE, run_ref="run-online"
+    )
 
 
 class Writer(threading.Thread):
@@ -197,6 +175,31 @@ def test_without_idempotent_replay_the_replica_stops_on_rows_the_copy_already_ha
     assert lag.error
 
 
+def test_a_source_restarted_while_it_is_followed_is_followed_again(
+    fresh: tuple[MariaDBServer, MariaDBServer], settings: Any
+) -> None:
+    source, target = fresh
+    account = replicating_account(source, settings)
+    copy_database(account, target_url(target), workers=1)
+    start = binlog_position(account)
+    assert start is not None
+    replica_start(target_url(target), account, start.file, start.position, idempotent=True)
+    sql(source, f"USE {DATABASE}", "INSERT INTO sessions VALUES ('before', NOW())")
+    source.stop()  # a clean shutdown ends its binary log with a Stop event
+    source.start()
+    sql(source, f"USE {DATABASE}", "INSERT INTO sessions VALUES ('after', NOW())")
+    final = binlog_position(account)
+    assert final is not None and final.file != start.file
+
+    lag = replica_wait(
+        target_url(target), REPLICA_NAME, lambda: final, lambda lag: None, timeout=60
+    )
+
+    assert lag.caught_up, lag.text
+    rows = f"SELECT user FROM {DATABASE}.sessions WHERE user IN ('before', 'after')"
+    assert sorted(sql(target, rows)) == [("after",), ("before",)]
+
+
 def test_a_table_changed_behind_the_replicas_back_is_found_by_the_verification(
     fresh: tuple[MariaDBServer, MariaDBServer], settings: Any
 ) -> None:
@@ -239,7 +242,7 @@ def test_the_cutover_refuses_nothing_it_can_do_and_the_replica_is_gone_after(
     with pymysql.connect(host=target.host, port=target.port, user="root") as connection:
         with connection.cursor() as cursor:
             cursor.execute("SELECT @@slave_exec_mode")
-            assert cursor.fetchone()[0] == "STRICT"  # what the server had before the pre-copy
+            assert cursor.fetchone() == ("STRICT",)  # what the server had before the pre-copy
             cursor.execute("SHOW ALL SLAVES STATUS")
             assert cursor.fetchall() == ()
 

@@ -24,11 +24,11 @@ def expected(ha: bool, swap: bool, licence: bool, logs: bool, online: bool) -> l
     """The seed's list, after our backup and the online part, with our licence step, written
     out by hand."""
     rows = ["Backs up the current system", "Copies the System Settings"]
-    if online and not ha:
+    if online:
         rows.append("Pre-copies data (the source stays in service)")
     if logs:
         rows.append("Pre-copies the traffic logs")
-    if online and not ha:
+    if online:
         rows.append("Keeps the copy in sync until the cutover")
     rows.append("Places the source under maintenance")
     if ha:
@@ -85,7 +85,7 @@ def test_a_source_that_cannot_be_followed_is_copied_inside_the_window_and_the_pl
 
 
 def test_a_cutover_at_a_chosen_time_waits_even_when_nothing_is_copied_online() -> None:
-    facts = PlanFacts(source_is_ha=True, cutover_waits=True)
+    facts = PlanFacts(source_is_ha=True, cutover_waits=True, binlog_refusal="no binary log")
     plan = {row.label: row for row in plan_build(facts)}
     assert plan["Keeps the copy in sync until the cutover"].runs
     assert not plan["Pre-copies data (the source stays in service)"].runs

@@ -18,15 +18,11 @@ from typing import Any
 
 import pymysql
 import pytest
-from django.db import connections
 
-from appliance import credentials
 from appliance.certificates import self_signed_certificate
 from config.env import MySQLURL
 from devtools.mariadb import MariaDBServer
-from migrations_engine.context import source_database_url
 from migrations_engine.datacopy.sql import SourceDatabase
-from migrations_engine.models import MigrationRun
 from migrations_engine.operations.base import OperationFailed
 from migrations_engine.operations.data_ops import (
     REPLICA_NAME,
@@ -34,6 +30,8 @@ from migrations_engine.operations.data_ops import (
     replica_stop,
     replica_wait_caught_up,
 )
+from tests.engine import replica_support
+from tests.engine.replica_support import sql
 
 pytestmark = [
     pytest.mark.slow,
@@ -65,13 +63,6 @@ def servers() -> Iterator[tuple[MariaDBServer, MariaDBServer]]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-def sql(server: MariaDBServer, *statements: str) -> list[Any]:
-    with server.connect() as connection, connection.cursor() as cursor:
-        for statement in statements:
-            cursor.execute(statement)
-        return list(cursor.fetchall())
-
-
 @pytest.fixture
 def fresh(servers: tuple[MariaDBServer, MariaDBServer]) -> Iterator[tuple[MariaDBServer, ...]]:
     """The data database on the source, an empty one of the same name on the replica."""
@@ -92,23 +83,10 @@ def target_of(replica: MariaDBServer) -> MySQLURL:
 
 
 def replicating_account(source: MariaDBServer, settings: Any) -> SourceDatabase:
-    """The run's account as the source's peer API issues it for a replicating run."""
-    settings.APPLIANCE_DATA_DB_CERTIFICATE = str(source.certificate_file)
-    settings.APPLIANCE_DATA_DB_PUBLIC_PORT = source.port
-    connection = connections["data"]
-    saved = dict(connection.settings_dict)
-    connection.close()
-    connection.settings_dict.update(HOST=source.host, PORT=str(source.port), NAME=DATABASE)
-    connection.settings_dict.update(USER="root", PASSWORD="")
-    try:
-        account = credentials.database_account_issue(
-            run_ref="run-ha", client_address="127.0.0.1", replication=True
-        )
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
-    return source_database_url(MigrationRun(source_address=source.host), account)
+    """The run's account for this module's data database on `source`."""
+    return replica_support.replicating_account(
+        source, settings, database=DATABASE, run_ref="run-ha"
+    )
 
 
 def binlog_end(source: MariaDBServer) -> tuple[str, int]:

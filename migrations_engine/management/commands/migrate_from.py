@@ -151,6 +151,11 @@ class Command(BaseCommand):
             f"Verified {outcome['rows']} rows in {outcome['copy_seconds']} s. The real run "
             f"would take about {estimate['total_seconds']:.0f} s ({estimate['basis']})."
         )
+        self.stdout.write(
+            f"Expected time with the source in service: {estimate['online_seconds']:.0f} s; "
+            f"expected service downtime: {estimate['downtime_seconds']:.0f} s "
+            f"({estimate['downtime_basis']})."
+        )
         target = Path(report_path or f"migration-{run.id}-rehearsal.json")
         target.write_text(json.dumps({"rehearsal": outcome}, indent=2))
         self.stdout.write(f"Rehearsal report: {target}")
