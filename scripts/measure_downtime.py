@@ -56,6 +56,8 @@ class Run:
 
     downtime: float
     total: float
+    verify: float
+    """Seconds the cutover spent checksumming every table on both servers (in the window)."""
     writes: int
     writes_here: int
     tables_equal: bool
@@ -159,9 +161,11 @@ def measure_run(demo: dict[str, str], size: str, writes: float) -> Run:
         report = json.loads((work / "report.json").read_text())
     source_logs = file_hashes(Path(demo["SOURCE_TRAFFIC_LOG_DIR"]))
     target_logs = file_hashes(Path(demo["TARGET_TRAFFIC_LOG_DIR"]))
+    cutover = next(op for op in report["operations"] if op["name"] == "copy_data")["result"]
     return Run(
         downtime=float(report["downtime"]["seconds"]),
         total=float(report["seconds"]),
+        verify=float(cutover.get("verified_seconds") or 0.0),
         writes=written_rows(demo["SOURCE_DATA_DB_URL"]),
         writes_here=written_rows(demo["TARGET_DATA_DB_URL"]),
         tables_equal=table_checksums(demo["SOURCE_DATA_DB_URL"])
@@ -173,7 +177,8 @@ def measure_run(demo: dict[str, str], size: str, writes: float) -> Run:
 
 def run_line(number: int, size: str, run: Run) -> str:
     return (
-        f"{size} run {number}: service downtime {run.downtime:.1f} s, total {run.total:.0f} s, "
+        f"{size} run {number}: service downtime {run.downtime:.1f} s (verification "
+        f"{run.verify:.1f} s), total {run.total:.0f} s, "
         f"{run.writes} writes while in service ({run.writes_here} here), tables "
         f"{'identical' if run.tables_equal else 'DIFFERENT'}, traffic logs "
         f"{'identical' if run.logs_equal else 'DIFFERENT'}"

@@ -292,7 +292,8 @@ class AwaitCutover(Operation):
                 "bytes_behind": lag.bytes,
                 "in_sync": lag.caught_up,
             }
-            message = f"{lag.text}; {message}"
+            if lag.waiting or lag.error:  # the figures say how far behind otherwise
+                message = f"{lag.text}; {message}"
             if not lag.caught_up:
                 fraction = 0.5
                 if history.shrink_rate > 0 and lag.events:

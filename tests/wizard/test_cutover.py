@@ -106,6 +106,7 @@ def test_the_result_gives_the_downtime_and_what_moved(staff_client: Client) -> N
     run = started(
         RunStatus.SUCCEEDED,
         [{"name": "copy_data", "status": OperationStatus.SUCCEEDED, "fraction": 1.0}],
+        copy_traffic_logs=True,
         downtime_started_at=began,
         downtime_ended_at=began + timedelta(seconds=7.4),
         report={
