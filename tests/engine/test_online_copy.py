@@ -24,6 +24,7 @@ from devtools.mariadb import MariaDBServer
 from migrations_engine.datacopy import copy_database
 from migrations_engine.datacopy.sql import SourceDatabase
 from migrations_engine.online_copy import (
+    Lag,
     binlog_position,
     binlog_refusal,
     replica_wait,
@@ -120,6 +121,15 @@ class Writer(threading.Thread):
         self.join(timeout=30)
 
 
+def caught_up_with(account: SourceDatabase, target: MariaDBServer) -> Lag:
+    """Wait until this system's replica has applied what the source has written so far."""
+    final = binlog_position(account)
+    assert final is not None
+    return replica_wait(
+        target_url(target), REPLICA_NAME, lambda: final, lambda lag: None, timeout=60
+    )
+
+
 def copy_while_writing(
     source: MariaDBServer, target: MariaDBServer, account: SourceDatabase, *, idempotent: bool
 ) -> Writer:
@@ -141,12 +151,7 @@ def test_a_copy_made_while_the_source_writes_ends_identical_after_the_replica(
     writer = copy_while_writing(source, target, account, idempotent=True)
     writer.stopping.wait(1.5)  # the source keeps serving while the replica follows
     writer.stop()
-    final = binlog_position(account)
-    assert final is not None
-
-    lag = replica_wait(
-        target_url(target), REPLICA_NAME, lambda: final, lambda lag: None, timeout=60
-    )
+    lag = caught_up_with(account, target)
     replica_stop(target_url(target))
     checks = tables_verify(account, target_url(target))
 
@@ -164,12 +169,7 @@ def test_without_idempotent_replay_the_replica_stops_on_rows_the_copy_already_ha
     account = replicating_account(source, settings)
     writer = copy_while_writing(source, target, account, idempotent=False)
     writer.stop()
-    final = binlog_position(account)
-    assert final is not None
-
-    lag = replica_wait(
-        target_url(target), REPLICA_NAME, lambda: final, lambda lag: None, timeout=60
-    )
+    lag = caught_up_with(account, target)
 
     assert not lag.caught_up
     assert lag.error
@@ -188,12 +188,7 @@ def test_a_source_restarted_while_it_is_followed_is_followed_again(
     source.stop()  # a clean shutdown ends its binary log with a Stop event
     source.start()
     sql(source, f"USE {DATABASE}", "INSERT INTO sessions VALUES ('after', NOW())")
-    final = binlog_position(account)
-    assert final is not None and final.file != start.file
-
-    lag = replica_wait(
-        target_url(target), REPLICA_NAME, lambda: final, lambda lag: None, timeout=60
-    )
+    lag = caught_up_with(account, target)
 
     assert lag.caught_up, lag.text
     rows = f"SELECT user FROM {DATABASE}.sessions WHERE user IN ('before', 'after')"
@@ -276,12 +271,7 @@ def test_what_the_sources_binary_log_says_beyond_its_rows_is_not_run_here(
         statement,
         "INSERT INTO sessions (user, started) VALUES ('after', NOW())",
     )
-    final = binlog_position(account)
-    assert final is not None
-
-    lag = replica_wait(
-        target_url(target), REPLICA_NAME, lambda: final, lambda lag: None, timeout=60
-    )
+    lag = caught_up_with(account, target)
 
     assert not lag.caught_up
     assert f"holds the statement {named} ..., not a row change" in lag.error
