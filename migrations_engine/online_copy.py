@@ -222,7 +222,7 @@ def tables_verify(
 ) -> list[TableCheck]:
     """Every table (or the named ones) checksummed on both servers at once: the same SQL, one
     connection per server, each table read on both sides at the same time."""
-    with source_connection(source) as source_db, _target(target) as target_db:
+    with source_connection(source) as source_db, server_connection(target) as target_db:
         names = list(tables) if tables is not None else base_table_names(source_db, source.database)
         checks = []
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -236,7 +236,9 @@ def tables_verify(
     return checks
 
 
-def _target(url: MySQLURL) -> pymysql.connections.Connection:
+def server_connection(url: MySQLURL) -> pymysql.connections.Connection:
+    """A connection to this system's own database server (its replica runs there), in `url`'s
+    database."""
     return pymysql.connect(**url.login(), database=url.database, charset="utf8mb4", autocommit=True)
 
 
@@ -371,7 +373,7 @@ def replica_wait(
     second. Returns the final lag; one with an error when replication stopped, or not caught up
     when `timeout` passed."""
     deadline = time.monotonic() + timeout
-    with _target(target) as connection:
+    with server_connection(target) as connection:
         gate = ReplicaGate(connection, name)
         while True:
             try:

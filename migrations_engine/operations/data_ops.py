@@ -27,7 +27,6 @@ from migrations_engine.datacopy.sql import (
     SourceTrustError,
     connect_source,
     pem_fingerprint,
-    source_connection,
 )
 from migrations_engine.datacopy.upgrade import upgrade_data_schema
 from migrations_engine.handoffs import PreCopy, RunHandoffs
@@ -37,7 +36,9 @@ from migrations_engine.online_copy import (
     ReplicaGate,
     ReplicaRefused,
     binlog_position,
+    replica_status,
     replica_wait,
+    server_connection,
     tables_verify,
 )
 from migrations_engine.operations.base import Operation, OperationFailed
@@ -273,31 +274,18 @@ def source_trust_failure(error: SourceTrustError) -> OperationFailed:
     )
 
 
-def _connect(url: MySQLURL) -> pymysql.connections.Connection:
-    """A connection to this system's own database server."""
-    return pymysql.connect(**url.login(), autocommit=True)
-
-
 def _binlog_position(source: SourceDatabase) -> tuple[str, int]:
+    """Where the source's binary log ends (OperationFailed when it writes none)."""
     try:
-        with source_connection(source, read_timeout=60) as connection:
-            with connection.cursor() as cursor:
-                cursor.execute("SHOW MASTER STATUS")
-                row = cursor.fetchone()
+        position = binlog_position(source)
     except SourceTrustError as error:
         raise source_trust_failure(error) from error
-    if not row:
+    if position is None:
         raise OperationFailed(
             "The source's database server writes no binary log, so it cannot be replicated.",
             "Turn on log_bin on the source's MariaDB (its HA replication needs it anyway).",
         )
-    return str(row[0]), int(row[1])
-
-
-def _replica_status(target: pymysql.connections.Connection) -> dict[str, Any]:
-    with target.cursor(pymysql.cursors.DictCursor) as cursor:
-        cursor.execute(f"SHOW SLAVE '{REPLICA_NAME}' STATUS")
-        return dict(cursor.fetchone() or {})
+    return position.file, position.position
 
 
 class CopyDataAndActivateReplica(Operation):
@@ -405,7 +393,7 @@ def replica_start(
     Only its IO thread starts: `ReplicaGate.advance` lets it apply what it has checked.
     `idempotent`: a row change already here is applied again without error (the online
     pre-copy's replica starts from before rows its copy already holds)."""
-    with _connect(target) as connection, connection.cursor() as cursor:
+    with server_connection(target) as connection, connection.cursor() as cursor:
         certificate = replica_certificate_store(cursor, source.certificate)
         _without_replica_error(cursor, f"STOP SLAVE '{REPLICA_NAME}'")
         cursor.execute(
@@ -438,7 +426,7 @@ def replica_wait_caught_up(
     """Wait until the replica has applied the source's binlog up to its current end; returns
     that position. OperationFailed when replication stops or does not catch up in time."""
     deadline = time.monotonic() + timeout
-    with _connect(target) as connection:
+    with server_connection(target) as connection:
         gate = ReplicaGate(connection, REPLICA_NAME)
         while time.monotonic() < deadline:
             try:
@@ -450,7 +438,7 @@ def replica_wait_caught_up(
                     "the appliance, then Resume: the replica starts again from the copy.",
                 ) from None
             goal_file, goal_position = _binlog_position(source)
-            status = _replica_status(connection)
+            status = replica_status(connection, REPLICA_NAME)
             _raise_replica_error(status, source)
             done = (
                 status.get("Relay_Master_Log_File") == goal_file
@@ -508,7 +496,7 @@ def certificate_names(pem: str) -> list[str]:
 
 def replica_stop(target: MySQLURL) -> None:
     """Stop and forget this system's replica of the source (no error when there is none)."""
-    with _connect(target) as connection, connection.cursor() as cursor:
+    with server_connection(target) as connection, connection.cursor() as cursor:
         _without_replica_error(cursor, f"STOP SLAVE '{REPLICA_NAME}'")
         _without_replica_error(cursor, f"RESET SLAVE '{REPLICA_NAME}' ALL")
         cursor.execute(f"SET GLOBAL slave_exec_mode = '{EXEC_MODES[False]}'")

@@ -36,6 +36,7 @@ from migrations_engine.online_copy import (
     replica_gtid,
     replica_lag,
     replica_status,
+    server_connection,
     server_refusal,
 )
 from migrations_engine.operations.base import Operation
@@ -212,7 +213,7 @@ class AwaitCutover(Operation):
         history = LagHistory(float(settings.MIGRATION_LAG_WINDOW), deque())
         waited = time.monotonic()
         notified = bool(context.memory.get("waiting_notified"))
-        with _replica_connection(context) as target:
+        with server_connection(context.target_database()) as target:
             gate = ReplicaGate(target, REPLICA_NAME)
             while True:
                 lag = None
@@ -224,7 +225,7 @@ class AwaitCutover(Operation):
                 if order.due(lag):
                     break
                 if not notified and (lag is None or lag.caught_up):
-                    notified = _notify_waiting(context)
+                    notified = _notify_waiting(context, order)
                 self._report(progress, order, lag, history)
                 time.sleep(1)
         progress.update(1.0, message="cutting over", force=True)
@@ -331,16 +332,11 @@ def window_seconds(lag: Lag, history: LagHistory) -> int:
     return int(catch_up + settings.MIGRATION_VERIFY_MARGIN)
 
 
-def _notify_waiting(context: RunContext) -> bool:
+def _notify_waiting(context: RunContext, order: CutoverOrder) -> bool:
     """Tell the administrators the run is in sync and waits for its cutover (once)."""
-    if CutoverOrder.of(context.run.id).mode == CutoverMode.CAUGHT_UP:
+    if order.mode == CutoverMode.CAUGHT_UP:
         return True
     context.remember(waiting_notified=True)
     context.log("in sync with the source; waiting for the cutover")
     notifications.notify_waiting_for_cutover(context.run)
     return True
-
-
-def _replica_connection(context: RunContext) -> pymysql.connections.Connection:
-    """A connection to this system's database server, to read its replica's status."""
-    return pymysql.connect(**context.target_database().login(), autocommit=True)

@@ -225,7 +225,7 @@ def test_a_server_without_a_binary_log_in_rows_cannot_be_followed(tmp_path: Path
     assert binlog_refusal(True, "ROW", "10.11.6-MariaDB-0+deb12u1") == ""
 
 
-def test_the_cutover_refuses_nothing_it_can_do_and_the_replica_is_gone_after(
+def test_forgetting_the_replica_removes_it_and_puts_the_exec_mode_back(
     fresh: tuple[MariaDBServer, MariaDBServer], settings: Any
 ) -> None:
     source, target = fresh
