@@ -6,8 +6,11 @@ read after that point. This system's database server then replicates the source'
 database from exactly there with MariaDB's own replication, in IDEMPOTENT mode: a change the
 copy already saw is applied again to the same row and changes nothing, so the copy and the
 replica together hold every write. At cutover (the source in maintenance, refusing writes) the
-replica applies up to the source's final position, stops, and every table is checksummed on
-both servers at once; a table that differs is copied again inside the window.
+replica applies up to the source's final position and stops. Every table was checksummed on
+both servers while the source served, at one point of its binary log (`snapshot_verify`); inside
+the window only the tables written since that point are checksummed again (the gate saw them in
+the binary log), so the window does not grow with the data. A table that differs is copied again
+inside the window.
 
 The copier's chunks run in parallel on several connections, and MariaDB cannot share one
 snapshot between connections without FLUSH TABLES WITH READ LOCK (a global lock that needs
@@ -21,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
@@ -37,6 +40,8 @@ SSL_CONNECTION_FAILED = 2026
 OLDEST_VERSION = (10, 3)
 """The oldest MariaDB a source may run for its data to be replicated while it serves."""
 GTID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+TABLE_MAP = re.compile(r"\(`?([^`.]+)`?\.`?([^`]+?)`?\)$")
+"""The database and table a Table_map event names ("table_id: 33 (data.event_log)")."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,11 @@ class BinlogPosition:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BinlogPosition:
         return cls(str(data["file"]), int(data["position"]), str(data.get("gtid") or ""))
+
+    @property
+    def point(self) -> tuple[str, int]:
+        """File and offset, for comparing with other points of the same binary log."""
+        return (self.file, self.position)
 
 
 @dataclass(frozen=True)
@@ -223,16 +233,26 @@ def tables_verify(
     """Every table (or the named ones) checksummed on both servers at once: the same SQL, one
     connection per server, each table read on both sides at the same time."""
     with source_connection(source) as source_db, server_connection(target) as target_db:
-        names = list(tables) if tables is not None else base_table_names(source_db, source.database)
-        checks = []
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for name in names:
-                schema = read_table(source_db, source.database, name)
-                statement = f"SELECT {checksum_sql(schema)} FROM {quote_name(name)}"
-                there = pool.submit(_checksum, source_db, statement)
-                here = pool.submit(_checksum, target_db, statement)
-                mine, theirs = here.result(), there.result()
-                checks.append(TableCheck(name, theirs.rows, mine.rows, theirs.text, mine.text))
+        return tables_checksum(source_db, target_db, source.database, tables)
+
+
+def tables_checksum(
+    source_db: pymysql.connections.Connection,
+    target_db: pymysql.connections.Connection,
+    database: str,
+    tables: Iterable[str] | None = None,
+) -> list[TableCheck]:
+    """`tables_verify` on open connections (the source's in `database`)."""
+    names = list(tables) if tables is not None else base_table_names(source_db, database)
+    checks = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for name in names:
+            schema = read_table(source_db, database, name)
+            statement = f"SELECT {checksum_sql(schema)} FROM {quote_name(name)}"
+            there = pool.submit(_checksum, source_db, statement)
+            here = pool.submit(_checksum, target_db, statement)
+            mine, theirs = here.result(), there.result()
+            checks.append(TableCheck(name, theirs.rows, mine.rows, theirs.text, mine.text))
     return checks
 
 
@@ -269,6 +289,22 @@ STATEMENT = re.compile(r"^(?:use `[^`]*`; )?\s*(\w+(?:\s+\w+)?)", re.IGNORECASE)
 
 
 @dataclass
+class TableWatch:
+    """The source's tables written after a point of its binary log, as the gate finds them in
+    the Table_map events that come before each row change."""
+
+    since: tuple[str, int]
+    database: str
+    """The source's data database (the binary log also holds the source's other databases)."""
+    changed: set[str] = field(default_factory=set)
+
+    def note(self, position: tuple[str, int], info: str) -> None:
+        match = TABLE_MAP.search(info)
+        if match and match[1] == self.database and position > self.since:
+            self.changed.add(match[2])
+
+
+@dataclass
 class ReplicaGate:
     """Lets this system's replica run only what was checked first.
 
@@ -279,40 +315,89 @@ class ReplicaGate:
     USER, CREATE PROCEDURE, ALTER TABLE, ...) stops the replica before it runs: ReplicaRefused.
     The relay log, not the source, is read, so what is checked is what would run. A new gate
     reads the relay log from its first file (what was applied already is checked again).
+    With a `watch`, the tables written after its point are noted as they are checked, and
+    `on_changed` hears of each new one before the replica may apply its change.
     """
 
     connection: pymysql.connections.Connection
     name: str
+    watch: TableWatch | None = None
+    on_changed: Callable[[TableWatch], None] | None = None
     cursor: tuple[str, int] = ("", 0)
     """Where in the relay log to read next (with `skip` events to pass over there)."""
     skip: int = 0
     source_file: str = ""
     """The source's binary log file the events read last come from."""
     boundary: tuple[str, int] = ("", 0)
+    checked: tuple[str, int] = ("", 0)
+    """The end of the last event checked, in the source's binary log."""
     in_transaction: bool = False
     server_id: int = 0
+    reported: int = 0
+    """How many changed tables `on_changed` has heard of."""
+    running: bool = False
+    """Whether the SQL thread ran at the last check."""
 
     def advance(self) -> None:
         """Check what the relay log holds beyond the last check and let the SQL thread run up
         to the last safe point; ReplicaRefused (the replica stopped) for a statement."""
+        applied = self.check()
+        if applied is None:
+            return
+        if self.watch is not None and self.on_changed and len(self.watch.changed) > self.reported:
+            self.on_changed(self.watch)
+            self.reported = len(self.watch.changed)
+        if not self.running and self.boundary > applied:
+            self._start_until(self.boundary)
+
+    def check(self) -> tuple[str, int] | None:
+        """Check every event the relay log holds beyond the last check; where the replica has
+        applied the source's binary log to (None: there is no replica)."""
         status = replica_status(self.connection, self.name)
         if not status:
-            return
+            return None
         applied = (str(status["Relay_Master_Log_File"]), int(status["Exec_Master_Log_Pos"]))
+        self.running = status.get("Slave_SQL_Running") == "Yes"
         if not self.cursor[0]:
             first = fetch_one(self.connection, f"SHOW RELAYLOG '{self.name}' EVENTS LIMIT 1")
             self.cursor = (str(first[0]), 4)  # what was applied already is checked again
             self.source_file, self.boundary = applied[0], applied
+            self.checked = applied
             self.server_id = int(fetch_one(self.connection, "SELECT @@server_id")[0])
         while self._read_batch():
             pass
-        if status.get("Slave_SQL_Running") != "Yes" and self.boundary > applied:
-            with self.connection.cursor() as cursor:
-                cursor.execute(
-                    f"START SLAVE '{self.name}' SQL_THREAD UNTIL MASTER_LOG_FILE = %s, "
-                    "MASTER_LOG_POS = %s",
-                    list(self.boundary),
-                )
+        return applied
+
+    def hold(self) -> None:
+        """Stop the SQL thread (the next `advance` lets it go on)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"STOP SLAVE '{self.name}' SQL_THREAD")
+
+    def apply_until(self, point: tuple[str, int], *, timeout: float) -> bool:
+        """Have the replica apply the source's binary log exactly up to `point` (a transaction
+        boundary) and stop there, once everything up to it has been checked; whether it did
+        within `timeout`. The replica must not have gone beyond `point` (`hold` first)."""
+        deadline = time.monotonic() + timeout
+        started = False
+        while time.monotonic() < deadline:
+            applied = self.check()
+            if applied is None or applied > point:
+                return False
+            if applied == point and not self.running:
+                return True
+            if self.checked >= point and not self.running and not started:
+                self._start_until(point)
+                started = True
+            time.sleep(0.05)
+        return False
+
+    def _start_until(self, point: tuple[str, int]) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"START SLAVE '{self.name}' SQL_THREAD UNTIL MASTER_LOG_FILE = %s, "
+                "MASTER_LOG_POS = %s",
+                list(point),
+            )
 
     def _read_batch(self, size: int = 500) -> bool:
         """Check the next events of the relay log; whether there may be more."""
@@ -328,6 +413,10 @@ class ReplicaGate:
                 self.cursor, self.skip = (str(info).split(";")[0], 4), 0
                 return True
             self._check(str(kind), int(end), str(info))
+            if kind == "Rotate":  # nothing of the source's next file is checked yet
+                self.checked = (self.source_file, 0)
+            elif int(server_id) != self.server_id and int(end):
+                self.checked = (self.source_file, int(end))
         if rows:
             self.cursor, self.skip = (file, int(rows[-1][1])), 1
         return len(rows) == size
@@ -342,6 +431,8 @@ class ReplicaGate:
         elif kind == "Xid" or (kind == "Query" and statement == "COMMIT"):
             self.in_transaction = False
             self.boundary = (self.source_file, end)
+        elif kind == "Table_map" and self.watch is not None:
+            self.watch.note((self.source_file, end), info)
         elif not (ROW_EVENT.match(kind) or kind in PASSING_EVENTS):
             self._refuse(kind, info)
 
@@ -356,6 +447,43 @@ class ReplicaGate:
         )
 
 
+@dataclass(frozen=True)
+class OnlineCheck:
+    """Every table checksummed on both servers while the source served, at one point of its
+    binary log: the source's consistent snapshot there and this system's replica stopped
+    exactly there."""
+
+    position: BinlogPosition
+    tables: list[TableCheck]
+    seconds: float
+
+
+def snapshot_verify(source: MySQLURL, gate: ReplicaGate, *, timeout: float) -> OnlineCheck | None:
+    """Checksum every table on both servers at one point of the source's binary log while it
+    serves: the replica is held, a consistent snapshot is opened on the source (MariaDB gives
+    its binary log position), the replica applies exactly up to there and stops, and each
+    table is read on both sides at once. From then on, `gate` notes the tables written after
+    that point (its `watch`). None when the replica did not reach the point within `timeout`
+    (the gate then watches nothing); ReplicaRefused when it met a statement on the way."""
+    started = time.monotonic()
+    gate.hold()
+    with source_connection(source, read_timeout=600) as source_db:
+        with source_db.cursor() as cursor:
+            cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            cursor.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+            values = {str(name).lower(): str(value) for name, value in cursor.fetchall()}
+        position = BinlogPosition(
+            values["binlog_snapshot_file"], int(values["binlog_snapshot_position"])
+        )
+        gate.watch = TableWatch(position.point, source.database)
+        if not gate.apply_until(position.point, timeout=timeout):
+            gate.watch = None
+            return None
+        checks = tables_checksum(source_db, gate.connection, source.database)
+        source_db.rollback()
+    return OnlineCheck(position, checks, time.monotonic() - started)
+
+
 Waiting = Callable[[Lag], None]
 
 
@@ -367,14 +495,15 @@ def replica_wait(
     *,
     timeout: float,
     poll: float = 1.0,
+    watch: TableWatch | None = None,
 ) -> Lag:
     """Wait until the replica `name` has applied the source's binary log up to `goal()` (asked
     again each time, so a source that still writes is followed); `waiting` hears the lag each
-    second. Returns the final lag; one with an error when replication stopped, or not caught up
-    when `timeout` passed."""
+    second; the tables written after `watch`'s point are noted in it. Returns the final lag;
+    one with an error when replication stopped, or not caught up when `timeout` passed."""
     deadline = time.monotonic() + timeout
     with server_connection(target) as connection:
-        gate = ReplicaGate(connection, name)
+        gate = ReplicaGate(connection, name, watch=watch)
         while True:
             try:
                 gate.advance()

@@ -29,12 +29,15 @@ from migrations_engine.datacopy.sql import (
     pem_fingerprint,
 )
 from migrations_engine.datacopy.upgrade import upgrade_data_schema
-from migrations_engine.handoffs import PreCopy, RunHandoffs
+from migrations_engine.handoffs import OnlineVerified, PreCopy, RunHandoffs
 from migrations_engine.online_copy import (
     SSL_CONNECTION_FAILED,
+    BinlogPosition,
     Lag,
     ReplicaGate,
     ReplicaRefused,
+    TableCheck,
+    TableWatch,
     binlog_position,
     replica_status,
     replica_wait,
@@ -136,10 +139,13 @@ def cutover(
 ) -> dict[str, Any]:
     """Finish an online pre-copy inside the maintenance window: the replica applies the source's
     binary log up to its end (the source refuses writes now), stops (unless `keep_replica`),
-    and every table is checksummed on both servers at once; a table that differs is copied
+    and the tables are checksummed on both servers at once: every table, or, when every table
+    was verified while the source served, those written since. A table that differs is copied
     again here. Returns the per-table figures for the report."""
     source = context.source_database(replication=True)
     target = context.target_database()
+    online = RunHandoffs.of(context.run).online_check
+    watch = _watch(online, source.database)
     started = time.monotonic()
     final = binlog_position(source)
     if final is None:
@@ -153,7 +159,12 @@ def cutover(
         progress.update(0.1, message=f"applying the source's last changes: {lag.text}")
 
     lag = replica_wait(
-        target, REPLICA_NAME, lambda: final, waiting, timeout=settings.MIGRATION_REPLICA_TIMEOUT
+        target,
+        REPLICA_NAME,
+        lambda: final,
+        waiting,
+        timeout=settings.MIGRATION_REPLICA_TIMEOUT,
+        watch=watch,
     )
     applied = time.monotonic() - started
     result: dict[str, Any] = {"online": True, "replicated_from": precopy.start, "to": final.text}
@@ -166,28 +177,57 @@ def cutover(
     if not keep_replica:
         replica_stop(target)
     context.log(f"the replica applied the source's changes up to {final.text}")
-    progress.update(0.3, message="verifying every table on both servers", force=True)
-    checks = tables_verify(source, context.copier_database(), context.run.tables)
+    again = None if online is None or watch is None else sorted(watch.changed | set(online.differ))
+    progress.update(0.3, message=_verifying_message(online, again), force=True)
+    checks = tables_verify(source, context.copier_database(), again)
+    tables = _verified_tables(online, checks)
     differ = [check.name for check in checks if not check.equal]
+    rows = sum(int(table["rows"]) for table in tables.values())
     progress.update(
-        COPY_SHARE,
-        figures={
-            "rows_verified": sum(c.source_rows for c in checks),
-            "tables_verified": len(checks),
-        },
-        force=True,
+        COPY_SHARE, figures={"rows_verified": rows, "tables_verified": len(tables)}, force=True
     )
     result |= {
         "applied_seconds": round(applied, 2),
         "verified_seconds": round(time.monotonic() - started - applied, 2),
-        "tables": {check.name: check.as_dict() for check in checks},
-        "rows": sum(check.source_rows for check in checks),
+        "verified_in_window": [check.name for check in checks],
+        "tables": tables,
+        "rows": rows,
     }
     if differ:
         context.log(f"tables that differ after the replica: {', '.join(differ)}; copied again")
-        again = copy_verified(context, progress, source=source, tables=differ, share=0.9)
-        result |= {"copied_again": differ, "tables": {**result["tables"], **again["tables"]}}
+        copied = copy_verified(context, progress, source=source, tables=differ, share=0.9)
+        result |= {"copied_again": differ, "tables": {**result["tables"], **copied["tables"]}}
     return result
+
+
+def _watch(online: OnlineVerified | None, database: str) -> TableWatch | None:
+    """What to note of the tables written since the verification made online (if any)."""
+    if online is None:
+        return None
+    since = BinlogPosition.from_dict(online.position)
+    return TableWatch(since.point, database, set(online.changed))
+
+
+def _verifying_message(online: OnlineVerified | None, again: list[str] | None) -> str:
+    if again is None:
+        return "verifying every table on both servers"
+    if not again:
+        return "no table was written since every table was verified while the source served"
+    return f"verifying the tables written since the online verification: {', '.join(again)}"
+
+
+def _verified_tables(
+    online: OnlineVerified | None, checks: list[TableCheck]
+) -> dict[str, dict[str, Any]]:
+    """Each table's figures for the report, saying when it was verified: those verified
+    while the source served (and not written since), then those verified in the window."""
+    tables: dict[str, dict[str, Any]] = {}
+    if online is not None:
+        where = f"while the source served (at {BinlogPosition.from_dict(online.position).text})"
+        tables = {name: {**check, "verified": where} for name, check in online.tables.items()}
+    for check in checks:
+        tables[check.name] = {**check.as_dict(), "verified": "inside the maintenance window"}
+    return dict(sorted(tables.items()))
 
 
 def events_not_copied(source: SourceInfo, listed: list[RefusedObject]) -> list[RefusedObject]:

@@ -23,21 +23,27 @@ from migrations_engine.context import Progress, RunContext
 from migrations_engine.datacopy.sql import SourceDatabase, SourceTrustError
 from migrations_engine.handoffs import (
     RunHandoffs,
+    keep_online_check,
     keep_precopy_replicating,
     keep_precopy_start,
+    keep_tables_changed,
+    own,
 )
 from migrations_engine.models import CutoverMode, MigrationRun
 from migrations_engine.online_copy import (
     BinlogPosition,
     Lag,
+    OnlineCheck,
     ReplicaGate,
     ReplicaRefused,
+    TableWatch,
     binlog_position,
     replica_gtid,
     replica_lag,
     replica_status,
     server_connection,
     server_refusal,
+    snapshot_verify,
 )
 from migrations_engine.operations.base import Operation
 from migrations_engine.operations.data_ops import (
@@ -53,6 +59,8 @@ COPY_SHARE = 0.9
 """Part of the pre-copy's bar the copy takes; starting the replica takes the rest."""
 CATCH_UP_GRACE = 0.5
 """Seconds the replica is given to reach where the source's binary log ended a moment ago."""
+SNAPSHOT_TIMEOUT = 60.0
+"""Seconds the replica is given to reach the point where every table is verified online."""
 
 
 class PreCopyData(Operation):
@@ -215,6 +223,7 @@ class AwaitCutover(Operation):
         notified = bool(context.memory.get("waiting_notified"))
         with server_connection(context.target_database()) as target:
             gate = ReplicaGate(target, REPLICA_NAME)
+            verify = source is not None and not self._watch_again(context, gate, source)
             while True:
                 lag = None
                 if source is not None:
@@ -222,6 +231,11 @@ class AwaitCutover(Operation):
                     if lag is None:  # the replica refused what the source wrote
                         source = None
                 order = CutoverOrder.of(context.run.id)
+                if verify and lag is not None and lag.caught_up and not order.requested:
+                    verify = False
+                    if source is not None and not self._verify(context, progress, source, gate):
+                        source = None
+                    continue
                 if order.due(lag):
                     break
                 if not notified and (lag is None or lag.caught_up):
@@ -266,6 +280,44 @@ class AwaitCutover(Operation):
         if not lag.waiting:
             history.add(lag.events or 0, applied_sequence(gtid))
         return lag
+
+    @staticmethod
+    def _watch_again(context: RunContext, gate: ReplicaGate, source: SourceDatabase) -> bool:
+        """After a restart: have the gate note again the tables written since the verification
+        made online before (whether there was one)."""
+        verified = own(context).online_check
+        if verified is None:
+            return False
+        since = BinlogPosition.from_dict(verified.position).point
+        gate.watch = TableWatch(since, source.database, set(verified.changed))
+        gate.on_changed = lambda watch: keep_tables_changed(context, sorted(watch.changed))
+        return True
+
+    def _verify(
+        self, context: RunContext, progress: Progress, source: SourceDatabase, gate: ReplicaGate
+    ) -> bool:
+        """Checksum every table on both servers while the source serves, at one point of its
+        binary log; from then on the gate notes the tables written after it (only those are
+        checked again inside the window). False once the replica refused something."""
+        progress.update(
+            0.9, message="verifying every table on both servers while the source serves", force=True
+        )
+        try:
+            check = snapshot_verify(source, gate, timeout=SNAPSHOT_TIMEOUT)
+        except ReplicaRefused:
+            return self._gate(context, gate)
+        except (pymysql.MySQLError, SourceTrustError) as error:
+            gate.watch, check = None, None
+            context.log(f"the verification while the source served stopped: {error.args[-1]}")
+        if check is None:
+            context.log("every table is verified inside the maintenance window instead")
+            return True
+        keep_online_check(
+            context, check.position.as_dict(), {c.name: c.as_dict() for c in check.tables}
+        )
+        gate.on_changed = lambda watch: keep_tables_changed(context, sorted(watch.changed))
+        context.log(_verified_line(check))
+        return True
 
     @staticmethod
     def _gate(context: RunContext, gate: ReplicaGate) -> bool:
@@ -314,6 +366,18 @@ class AwaitCutover(Operation):
             eta_seconds=eta,
             moving=not figures.get("falling_behind"),
         )
+
+
+def _verified_line(check: OnlineCheck) -> str:
+    differ = [table.name for table in check.tables if not table.equal]
+    rows = sum(table.source_rows for table in check.tables)
+    line = (
+        f"{len(check.tables)} tables ({rows} rows) verified on both servers while the source "
+        f"served, at {check.position.text}, in {check.seconds:.1f} s"
+    )
+    if differ:
+        line += f"; differ, verified again inside the window: {', '.join(differ)}"
+    return line
 
 
 def _waiting_message(order: CutoverOrder) -> str:

@@ -10,7 +10,13 @@ import pytest
 from django.utils import timezone
 
 from migrations_engine.models import CutoverMode
-from migrations_engine.online_copy import BinlogPosition, Lag, events_behind, replica_lag
+from migrations_engine.online_copy import (
+    BinlogPosition,
+    Lag,
+    TableWatch,
+    events_behind,
+    replica_lag,
+)
 from migrations_engine.operations.precopy_ops import CutoverOrder, LagHistory, window_seconds
 
 IN_SYNC = Lag(events=0, seconds=0, bytes=0, caught_up=True)
@@ -89,3 +95,13 @@ def test_the_cutover_is_due_as_the_administrator_chose(
 ) -> None:
     order = CutoverOrder(mode, timezone.now() + at if at is not None else None, requested)
     assert order.due(lag) is due
+
+
+def test_the_tables_written_after_the_verification_point_are_named_from_their_table_maps() -> None:
+    watch = TableWatch(("binlog.000002", 900), "data")
+    watch.note(("binlog.000002", 800), "table_id: 31 (data.voucher)")  # before the point
+    watch.note(("binlog.000002", 950), "table_id: 32 (data.event_log)")
+    watch.note(("binlog.000002", 990), "table_id: 33 (control.appliance_node)")
+    watch.note(("binlog.000003", 120), "table_id: 34 (data.subscriber)")  # the next file
+
+    assert watch.changed == {"event_log", "subscriber"}

@@ -1,5 +1,6 @@
 """The online pre-copy on real servers: the data copied while the source keeps writing, then a
-replica from the point noted before the copy, and the cutover's verification of every table.
+replica from the point noted before the copy, the verification of every table at one point
+while the source writes, and the cutover's verification.
 
 A private source server (TLS, binary log in ROW format) that a writer keeps changing (inserts,
 updates and deletes) through the whole copy, and a private server as this system's.
@@ -25,10 +26,13 @@ from migrations_engine.datacopy import copy_database
 from migrations_engine.datacopy.sql import SourceDatabase
 from migrations_engine.online_copy import (
     Lag,
+    ReplicaGate,
     binlog_position,
     binlog_refusal,
     replica_wait,
+    server_connection,
     server_refusal,
+    snapshot_verify,
     tables_verify,
 )
 from migrations_engine.operations.data_ops import REPLICA_NAME, replica_start, replica_stop
@@ -95,9 +99,11 @@ def replicating_account(source: MariaDBServer, settings: Any) -> SourceDatabase:
 class Writer(threading.Thread):
     """The source's users: inserts, updates and deletes, as fast as the server takes them."""
 
-    def __init__(self, source: MariaDBServer) -> None:
+    def __init__(self, source: MariaDBServer, *, sessions: bool = True) -> None:
         super().__init__(daemon=True)
         self.source = source
+        self.sessions = sessions
+        """Whether the sessions table is written too (else only accounting)."""
         self.stopping = threading.Event()
         self.writes = 0
 
@@ -110,11 +116,12 @@ class Writer(threading.Thread):
                 cursor.execute("INSERT INTO accounting (user, bytes) VALUES ('new', %s)", [row])
                 cursor.execute("UPDATE accounting SET bytes = bytes + 1 WHERE id = %s", [row])
                 cursor.execute("DELETE FROM accounting WHERE id = %s", [row + 7])
-                cursor.execute(
-                    "REPLACE INTO sessions VALUES (CONCAT('user', %s), NOW())", [row % 400]
-                )
+                if self.sessions:
+                    cursor.execute(
+                        "REPLACE INTO sessions VALUES (CONCAT('user', %s), NOW())", [row % 400]
+                    )
                 connection.commit()
-                self.writes += 4
+                self.writes += 4 if self.sessions else 3
 
     def stop(self) -> None:
         self.stopping.set()
@@ -160,6 +167,36 @@ def test_a_copy_made_while_the_source_writes_ends_identical_after_the_replica(
     assert {check.name: check.equal for check in checks} == {"accounting": True, "sessions": True}
     (count,) = sql(source, f"SELECT COUNT(*) FROM {DATABASE}.accounting")
     assert checks[0].target_rows == count[0]
+
+
+def test_every_table_verified_at_one_point_while_the_source_writes_then_the_tables_written_since(
+    fresh: tuple[MariaDBServer, MariaDBServer], settings: Any
+) -> None:
+    source, target = fresh
+    account = replicating_account(source, settings)
+    copy_while_writing(source, target, account, idempotent=True).stop()
+    assert caught_up_with(account, target).caught_up
+    writer = Writer(source, sessions=False)  # the source's users go on writing accounting
+    writer.start()
+    with server_connection(target_url(target)) as connection:
+        gate = ReplicaGate(connection, REPLICA_NAME)
+        check = snapshot_verify(account, gate, timeout=60)
+        for _ in range(20):
+            gate.advance()
+            writer.stopping.wait(0.05)
+    writer.stop()
+    lag = caught_up_with(account, target)
+
+    assert check is not None
+    assert {table.name: table.equal for table in check.tables} == {
+        "accounting": True,
+        "sessions": True,
+    }
+    assert check.tables[0].source_rows > ROWS - writer.writes
+    assert gate.watch is not None
+    assert gate.watch.changed == {"accounting"}
+    assert lag.caught_up, lag.text
+    assert all(table.equal for table in tables_verify(account, target_url(target)))
 
 
 def test_without_idempotent_replay_the_replica_stops_on_rows_the_copy_already_has(
