@@ -8,8 +8,3 @@ class ApplianceConfig(AppConfig):
 
     name = "appliance"
     verbose_name = "Appliance"
-
-    def ready(self) -> None:
-        from appliance.auth import connect_signals
-
-        connect_signals()

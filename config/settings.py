@@ -113,7 +113,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # axes, with its own lockout (appliance/peer_auth.py).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "appliance.auth.RecentUsersBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
 LOGIN_LOCKOUT = env_int("LOGIN_LOCKOUT", 900, minimum=1)

@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config.env import parse_mysql_url  # noqa: E402
+from devtools.processes import ProcessBook  # noqa: E402
 from migrations_engine.peer_client import PeerClient, certificate_fingerprint  # noqa: E402
 from scripts.demo import read_env_file  # noqa: E402
 
@@ -467,22 +468,14 @@ def measure_round(
 def web_workers() -> dict[str, list[int]]:
     """The current node's processes that answer polls, by role: its front server (nginx), the
     publisher of the partials, and Django's web workers (the children of their master)."""
-    node = DEMO_DIR / "current"
-    pids = [int(pid) for pid in (node / "pids").read_text().split()]
-    front = [pid for pid in pids if command_line(pid).startswith(("nginx", "/usr/sbin/nginx"))]
-    master = int((node / "web.pid").read_text().strip())
-    return {
-        "front": [*front, *children(front)],
-        "publisher": [pid for pid in pids if "publish_progress" in command_line(pid)],
-        "django": children([master]),
-    }
+    front, publisher, master = (node_pid(role) for role in ("front", "publisher", "web"))
+    return {"front": [*front, *children(front)], "publisher": publisher, "django": children(master)}
 
 
-def command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
-    except FileNotFoundError:
-        return ""
+def node_pid(role: str) -> list[int]:
+    """The current node's process of this role as the demo recorded it (none if not running)."""
+    pid = ProcessBook(DEMO_DIR / "pids").pid(f"current-{role}")
+    return [] if pid is None else [pid]
 
 
 def children(pids: list[int]) -> list[int]:
@@ -545,8 +538,8 @@ def summary(rounds: list[Round], clients: int) -> bool:
     )
     counts = {status: others.count(status) for status in sorted(set(others))}
     print(f"answers neither 200 nor 286: {len(others)} {counts or ''}".rstrip())
-    holds = p95 < P95_LIMIT_MS and slowdown <= SLOWDOWN_LIMIT and not others
-    print(f"claim (p95 < {P95_LIMIT_MS:.0f} ms, slowdown <= {SLOWDOWN_LIMIT:.0f} %): "
+    holds = p95 <= P95_LIMIT_MS and slowdown <= SLOWDOWN_LIMIT and not others
+    print(f"claim (p95 <= {P95_LIMIT_MS:.0f} ms, slowdown <= {SLOWDOWN_LIMIT:.0f} %): "
           f"{'holds' if holds else 'does NOT hold'}")  # fmt: skip
     print(f"partial p95: {p95:.1f} ms ({clients} clients), copy slowdown: {slowdown:.1f} %")
     return holds

@@ -12,7 +12,6 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from appliance.auth import RECENT_USERS
 from devtools import system
 
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -37,12 +36,6 @@ def node_settings(settings: Any, tmp_path: Path) -> Any:
     settings.APPLIANCE_SSH_AUTHORIZED_KEYS = tmp_path / "node" / "ssh" / "authorized_keys"
     settings.APPLIANCE_SSH_HOST_KEY = tmp_path / "node" / "ssh" / "ssh_host_ed25519_key.pub"
     return settings
-
-
-@pytest.fixture(autouse=True)
-def no_recent_users() -> None:
-    """Each test starts with no user kept by the authentication backend."""
-    RECENT_USERS.forget()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from django.views.decorators.http import require_POST
 
 from appliance.backup import BackupError
 from appliance.decorators import staff_required
-from appliance.kept import KeptBriefly
 from migrations_engine import executor
 from migrations_engine.advice import dns_advice_after, dns_advice_before
 from migrations_engine.models import MigrationRun
@@ -228,19 +227,10 @@ def rehearsal_progress(request: HttpRequest, run_id: int) -> HttpResponse:
     )
 
 
-FRESH_SECONDS = 0.5
 RUN_FIELDS_NOT_POLLED = (
     "log", "report", "plan", "source_certificate", "source_info", "current_info", "checks",
 )  # fmt: skip
 """Large fields of a run that no polled partial shows: not read twice a second."""
-RECENT_PARTIALS: KeptBriefly[bytes] = KeptBriefly(FRESH_SECONDS)
-"""Partials of runs in progress rendered in the last `FRESH_SECONDS`, by template and run.
-
-Many browsers polling the same run once a second then cost this process a couple of renders a
-second instead of one each; what they see is at most that much older (progress itself is
-written twice a second). Only partials without anything of one user (no forms, no CSRF token:
-a run in progress) are kept.
-"""
 
 
 def polled_partial(
@@ -250,17 +240,12 @@ def polled_partial(
     context: Callable[[MigrationRun], dict[str, Any]],
 ) -> HttpResponse:
     """A partial htmx polls: rendered for the run, with status 286 once polling should stop."""
-    kept = RECENT_PARTIALS.get((template, run_id))
-    if kept is not None:
-        return HttpResponse(kept)
     run = MigrationRun.objects.filter(id=run_id).defer(*RUN_FIELDS_NOT_POLLED).first()
     if run is None:
         return HttpResponse("This migration no longer exists.", status=POLL_STOP)
     values = context(run)
     response = render(request, template, {"run": run, **values})
-    if values["polling"]:
-        RECENT_PARTIALS.put((template, run_id), response.content)
-    else:
+    if not values["polling"]:
         response.status_code = POLL_STOP
     return response
 

@@ -1,6 +1,5 @@
-// The wizard's small behaviours: a busy button while the source is checked, a notice while this
-// system does not answer (it restarts during a migration with Swap Configuration), and polling
-// Django itself when the published progress partial has gone stale.
+// The wizard's small behaviours: a busy button while the source is checked, and a notice while
+// this system does not answer (it restarts during a migration with Swap Configuration).
 (function () {
   "use strict";
   document.addEventListener("submit", function (event) {
@@ -21,17 +20,8 @@
   document.addEventListener("htmx:responseError", function (event) {
     lost(event.detail.xhr && event.detail.xhr.status >= 500);
   });
-  // A published progress partial that has not been renewed for a while means its publisher is not
-  // running: ask Django itself for a while (the element says where, in data-direct).
-  var STALE_MS = 5000, DIRECT_MS = 30000, directUntil = 0;
-  function published_stale(xhr) {
-    var modified = Date.parse(xhr.getResponseHeader("Last-Modified") || "");
-    var now = Date.parse(xhr.getResponseHeader("Date") || "");
-    return !isNaN(modified) && !isNaN(now) && now - modified > STALE_MS;
-  }
   document.addEventListener("htmx:afterRequest", function (event) {
     if (event.detail.successful) lost(false);
-    if (event.detail.xhr && published_stale(event.detail.xhr)) directUntil = Date.now() + DIRECT_MS;
   });
   // The progress panels are replaced every second and are not live regions: their short status
   // sentence ([data-announce]) goes to the page's polite live region (#announcer) only when it
@@ -48,7 +38,5 @@
   document.addEventListener("DOMContentLoaded", announce);
   document.addEventListener("htmx:configRequest", function (event) {
     event.detail.timeout = 5000;
-    var direct = event.detail.elt && event.detail.elt.getAttribute("data-direct");
-    if (direct && Date.now() < directUntil) event.detail.path = direct;
   });
 })();

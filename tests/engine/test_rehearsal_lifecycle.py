@@ -4,7 +4,6 @@ comes back late cannot overwrite what happened meanwhile. Only the data copy is 
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +22,6 @@ from migrations_engine.rehearsal import (
     rehearsal_start,
 )
 from tests.engine import runs
-from wizard.views import FRESH_SECONDS
 
 pytestmark = pytest.mark.django_db(databases=["default", "data"], transaction=True)
 
@@ -168,7 +166,6 @@ def test_the_page_stops_polling_a_given_up_rehearsal_and_shows_why(staff_client:
     assert staff_client.get(url).status_code == 200  # running: polled again
     make_stale(started.id)
     tasks.sweep_runs()
-    time.sleep(FRESH_SECONDS)  # past the partial kept for the pollers
     response = staff_client.get(url)
     assert response.status_code == 286
     assert "The rehearsal failed" in response.content.decode()

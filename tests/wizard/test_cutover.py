@@ -3,9 +3,11 @@ Cut over now (Execution), and the downtime and what moved (Result)."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
@@ -88,6 +90,41 @@ def test_cut_over_now_is_offered_while_in_sync_and_starts_the_window(staff_clien
     run.refresh_from_db()
     assert run.cutover_requested_at is not None
     assert "Cut over now" not in page_text(response)
+
+
+def test_two_administrators_watching_the_same_run_can_each_cut_over(db: None) -> None:
+    run = started(
+        RunStatus.RUNNING,
+        [
+            {"name": "precopy_data", "status": OperationStatus.SUCCEEDED, "fraction": 1.0},
+            {
+                "name": "await_cutover",
+                "status": OperationStatus.RUNNING,
+                "fraction": 0.9,
+                "figures": {"in_sync": True, "transactions_behind": 0, "seconds_behind": 0},
+            },
+        ],
+        cutover_mode=CutoverMode.MANUAL,
+    )
+    browsers = []
+    for name in ("first", "second"):
+        browser = Client(enforce_csrf_checks=True)
+        browser.force_login(User.objects.create_user(name, password="x", is_staff=True))
+        assert browser.get("/wizard/execution/").status_code == 200
+        browsers.append(browser)
+    partials = [page_text(b.get(f"/wizard/runs/{run.id}/progress/")) for b in browsers]
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', partials[1])
+    assert token is not None
+
+    response = browsers[1].post(
+        f"/wizard/runs/{run.id}/cutover/",
+        {"csrfmiddlewaretoken": token[1]},
+        HTTP_HX_REQUEST="true",
+    )
+
+    assert response.status_code == 200, page_text(response)
+    run.refresh_from_db()
+    assert run.cutover_requested_at is not None
 
 
 def test_cut_over_now_is_refused_past_the_cutover(staff_client: Client) -> None:
