@@ -247,6 +247,9 @@ MIGRATION_REPLICA_TIMEOUT = env_int("MIGRATION_REPLICA_TIMEOUT", 900, minimum=10
 MIGRATION_LAG_WINDOW = env_int("MIGRATION_LAG_WINDOW", 60, minimum=2)
 MIGRATION_VERIFY_MARGIN = env_int("MIGRATION_VERIFY_MARGIN", 10, minimum=0)
 MIGRATION_REBOOT_LIMIT = env_int("MIGRATION_REBOOT_LIMIT", 600, minimum=10)
+# Seconds a node is given to stop answering after its reboot command (a node still up then is
+# taken as rebooted already, or as one whose reboot command does nothing).
+MIGRATION_REBOOT_SETTLE = env_int("MIGRATION_REBOOT_SETTLE", 15, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-migration-runs": {"task": "migrations_engine.tasks.sweep_runs", "schedule": 15.0},
     "revoke-expired-credentials": {

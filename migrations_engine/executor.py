@@ -10,6 +10,7 @@ A run whose heartbeat went stale (killed worker, Redis restart, reboot) is picke
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -197,8 +198,9 @@ def _run_fail(run: MigrationRun, fence: int, error: str, fix: str) -> None:
             status=OperationStatus.FAILED, error=error, fix=fix, eta_seconds=None
         )
         run_log(run.id, f"{failed.label}: FAILED: {error}")
-    _undo(run, fence, include_failed=True)
-    _revoke_quietly(run)
+    with heartbeat_kept(run.id, fence, threading.Event()):  # still its run while it undoes
+        _undo(run, fence, include_failed=True)
+        _revoke_quietly(run)
     if not lifecycle.run_fail(run.id, fence=fence, error=error, fix=fix):
         logger.info("run %s: given up or taken over while it was undone", run.id)
         return
@@ -206,11 +208,14 @@ def _run_fail(run: MigrationRun, fence: int, error: str, fix: str) -> None:
 
 
 def _undo(run: MigrationRun, fence: int, *, include_failed: bool) -> None:
-    """Undo, newest first, the reversible operations that did (part of) their work."""
+    """Undo, newest first, the reversible operations that did (part of) their work and were
+    not undone since (a failed run is undone when it fails; abandoning it later undoes only
+    what could not be undone then)."""
     statuses = [OperationStatus.SUCCEEDED]
     if include_failed:
         statuses.append(OperationStatus.FAILED)
-    for state in run.operations.filter(status__in=statuses).order_by("-position"):
+    states = run.operations.filter(status__in=statuses, undone_at=None).order_by("-position")
+    for state in states:
         operation = OPERATION_BY_NAME[state.name]
         if not operation.reversible:
             continue  # its work stays (the data copy, the licence): a resume does not redo it
@@ -220,20 +225,23 @@ def _undo(run: MigrationRun, fence: int, *, include_failed: bool) -> None:
         except Exception as error:
             run_log(run.id, f"{state.label}: could not be undone: {error}")
             continue
+        undone: dict[str, Any] = {"undone_at": timezone.now()}
         if state.status == OperationStatus.SUCCEEDED:
-            OperationState.objects.filter(id=state.id).update(
-                status=OperationStatus.UNDONE, fraction=0.0
-            )
+            undone |= {"status": OperationStatus.UNDONE, "fraction": 0.0}
+        OperationState.objects.filter(id=state.id).update(**undone)
 
 
 def _revoke_quietly(run: MigrationRun) -> None:
-    """Have the source drop what it issued to the run; it expires them anyway if unreachable."""
+    """Have the source drop what it issued to the run, unless it did since the run last ran;
+    it expires them anyway if unreachable."""
     state = run.operations.order_by("position").first()
-    if state is None:
+    revoked = MigrationRun.objects.filter(id=run.id, credentials_revoked_at__isnull=False)
+    if state is None or revoked.exists():
         return
     try:
         count = RunContext(run, state, run.fence).peer_call("revoke", run.peer_ref)
         run_log(run.id, f"revoked {count} credential(s) on the source")
+        MigrationRun.objects.filter(id=run.id).update(credentials_revoked_at=timezone.now())
     except Exception as error:
         run_log(run.id, f"could not revoke the run's credentials now ({error}); they expire")
     run.secrets.filter(name="database_account").delete()
@@ -248,8 +256,9 @@ def run_resume(run: MigrationRun, *, dispatch: bool = True) -> None:
             if not lifecycle.run_requeue(run.id):
                 raise RunRefused("Only a failed run can be resumed.")
             run.operations.exclude(status=OperationStatus.SUCCEEDED).update(
-                status=OperationStatus.PENDING, stalled=False
+                status=OperationStatus.PENDING, stalled=False, undone_at=None
             )
+            MigrationRun.objects.filter(id=run.id).update(credentials_revoked_at=None)
     except IntegrityError:
         raise RunRefused("Another migration is in progress on this system.") from None
     run_log(run.id, "run resumed")

@@ -97,6 +97,11 @@ class MigrationRun(models.Model):
     downtime_started_at = models.DateTimeField(
         null=True, blank=True, help_text="when the source went into maintenance (writes refused)"
     )
+    credentials_revoked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="when the source dropped what it issued to the run (cleared on Resume)",
+    )
     downtime_ended_at = models.DateTimeField(
         null=True, blank=True, help_text="when this system served again with the migrated data"
     )
@@ -234,6 +239,9 @@ class OperationState(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     moved_at = models.DateTimeField(null=True, blank=True, help_text="last time progress moved")
+    undone_at = models.DateTimeField(
+        null=True, blank=True, help_text="when its work was undone (cleared when it runs again)"
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
     fix = models.TextField(blank=True)

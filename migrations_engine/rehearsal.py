@@ -95,11 +95,17 @@ def rehearse(run: MigrationRun, report: Reporter | None = None) -> dict[str, Any
     scratch = scratch_database()
     run_log(run.id, f"rehearsal: copying the source's data into {scratch.database}")
     source = source_database_url(run, account)
+    given_up = False
     try:
         copy = _copy(run, source, scratch, say)
         verify_seconds = _verify_seconds(run, source, scratch)
+        say(Report(0.99, message="verified", final=True))  # written now: Fenced if given up
+    except Fenced:
+        given_up = True  # a newer rehearsal may be copying into the scratch database now
+        raise
     finally:
-        copy_forget(scratch)
+        if not given_up:
+            copy_forget(scratch)
         _revoke(client, rehearsal_ref(run))
     say(Report(1.0, message="done", final=True))
     outcome = _outcome(run, copy, source_settings, verify_seconds)
@@ -241,8 +247,11 @@ def _window(run: MigrationRun, copy: Any, plan: list[Any], verify_seconds: float
         + (REBOOT_SECONDS if run.swap_configuration else 0.0)
         + STEP_SECONDS * (len(inside) - 1)
     )
+    online_logs = logs if "precopy_syslog" in names else 0.0
     return {
-        "online_seconds": round((copy.seconds + verify_seconds + logs) if online else 0.0, 1),
+        "online_seconds": round(
+            (copy.seconds + verify_seconds if online else 0.0) + online_logs, 1
+        ),
         "downtime_seconds": round(downtime, 1),
         "verify_seconds": round(verify_seconds, 3),
         "downtime_basis": (

@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA_TABLES = ("subscriber", "voucher", "accounting_session", "event_log")
 
 
+NO_REBOOT = {"MIGRATION_REBOOT_SETTLE": "2"}
+"""Nothing acts on a reboot flag in a demo that does not wait: no node goes down, and a
+reboot's wait for it to go down is cut short."""
+
+
 @dataclass(frozen=True)
 class DemoUnderTest:
     """A demo started by `scripts/demo.py` with DEMO_NO_WAIT, and how to stop it."""
@@ -49,6 +54,7 @@ class DemoUnderTest:
             "DEMO_REDIS_DBS": self.redis_dbs,
             "DEMO_SIZE": self.size,
             "DEMO_NO_WAIT": "1",
+            **NO_REBOOT,
         }
 
     def start(self) -> subprocess.CompletedProcess[str]:
@@ -91,7 +97,8 @@ class DemoUnderTest:
     def node(self, name: str) -> Node:
         """One of the demo's nodes, as the demo script started it (to start its processes)."""
         address = self.current_address if name == "current" else self.source_address
-        return Node(name, address, read_env_file(self.directory / name / "node.env"), 8443, 8080)
+        env = read_env_file(self.directory / name / "node.env") | NO_REBOOT
+        return Node(name, address, env, 8443, 8080)
 
     def manage(
         self, node: str, *args: str, env: dict[str, str] | None = None, check: bool = True

@@ -115,6 +115,7 @@ class RebootSystems(Operation):
                     command,
                     session.connect,
                     limit=settings.MIGRATION_REBOOT_LIMIT,
+                    settle=settings.MIGRATION_REBOOT_SETTLE,
                     check=lambda: self._source_answers(context),
                 )
                 outcome.client.close()

@@ -139,9 +139,11 @@ def web_answers() -> bool:
         connection.close()
 
 
-def wait_until_web_down(context: RunContext, settle: float = 15) -> bool:
+def wait_until_web_down(context: RunContext) -> bool:
     """After a reboot was asked for: wait until this system's web stops answering, so that the
-    wait for it to come back does not see it still up (False if it stayed up `settle` s)."""
+    wait for it to come back does not see it still up (False if it stayed up
+    MIGRATION_REBOOT_SETTLE s)."""
+    settle = settings.MIGRATION_REBOOT_SETTLE
     deadline = time.monotonic() + settle
     while time.monotonic() < deadline:
         if not web_answers():

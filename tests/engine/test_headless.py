@@ -410,7 +410,7 @@ def test_a_lost_queue_does_not_lose_the_run_and_holds_no_secret(
         assert body[0] == [newest_run_id()]  # the run's id is its only argument
         queue.flushdb()  # Redis restarted without its data: the message is gone
     finally:
-        restart_worker()
+        restart_worker({"MIGRATION_HEARTBEAT_STALE": "5"})  # the sweeper finds it sooner
     output, _ = follower.communicate(timeout=600)
     assert follower.returncode == 0, output
     assert_data_identical(fresh)

@@ -106,6 +106,65 @@ def test_abandon_and_close_undoes_and_revokes_once(monkeypatch: pytest.MonkeyPat
     assert run.closed_at is not None
 
 
+def test_a_failed_run_then_abandoned_is_undone_and_revoked_once_in_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run, fence = claimed_run()
+    run.operations.filter(name="update_certificates").update(status=OperationStatus.RUNNING)
+    undone: list[str] = []
+    revoked: list[str] = []
+    operation = OPERATION_BY_NAME["update_certificates"]
+    monkeypatch.setattr(type(operation), "undo", lambda self, context: undone.append(self.name))
+
+    def peer_call(self: RunContext, method: str, *args: Any, **kwargs: Any) -> int:
+        revoked.append(method)
+        return 1
+
+    monkeypatch.setattr(RunContext, "peer_call", peer_call)
+    executor._run_fail(run, fence, "boom", "Resume.")
+    run.refresh_from_db()
+    executor.run_abandon(run)
+
+    assert undone == ["update_certificates"]
+    assert revoked == ["revoke"]
+    state = run.operations.get(name="update_certificates")
+    assert state.status == OperationStatus.FAILED  # the page still says which one failed
+    assert state.undone_at is not None
+
+
+def test_what_could_not_be_undone_or_revoked_on_failure_is_tried_again_on_abandon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run, fence = claimed_run()
+    run.operations.filter(name="update_certificates").update(status=OperationStatus.RUNNING)
+    calls: list[str] = []
+    source_answers = False
+    operation = OPERATION_BY_NAME["update_certificates"]
+
+    def undo(self: Any, context: RunContext) -> None:
+        calls.append("undo")
+        if not source_answers:
+            raise OSError("the source does not answer")
+
+    def peer_call(self: RunContext, method: str, *args: Any, **kwargs: Any) -> int:
+        calls.append(method)
+        if not source_answers:
+            raise OSError("the source does not answer")
+        return 1
+
+    monkeypatch.setattr(type(operation), "undo", undo)
+    monkeypatch.setattr(RunContext, "peer_call", peer_call)
+    executor._run_fail(run, fence, "boom", "Resume.")
+    source_answers = True
+    run.refresh_from_db()
+    executor.run_abandon(run)
+
+    assert calls == ["undo", "revoke", "undo", "revoke"]
+    run.refresh_from_db()
+    assert run.credentials_revoked_at is not None
+    assert "could not revoke the run's credentials now" in run.log
+
+
 def test_a_blocking_operation_keeps_its_heartbeat_so_the_sweeper_leaves_it(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

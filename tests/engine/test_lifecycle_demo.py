@@ -110,6 +110,7 @@ def start_current_worker() -> None:
     """Start the current system's worker again, by hand, as the demo starts it."""
     node = DEMO.node("current")
     node.env["MIGRATION_HEARTBEAT_STALE"] = STALE
+    node.env["MIGRATION_REBOOT_SETTLE"] = "15"  # the source's reboot takes it down here
     node.pids_write(node.pids() | {"worker": node.spawn("worker").pid})
 
 

@@ -5,6 +5,7 @@ comes back late cannot overwrite what happened meanwhile. Only the data copy is 
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from appliance.progress import Report
 from migrations_engine import rehearsal, tasks
+from migrations_engine.context import Fenced
 from migrations_engine.models import MigrationRun, Rehearsal, RehearsalStatus
 from migrations_engine.rehearsal import (
     WORKER_STOPPED,
@@ -21,6 +23,7 @@ from migrations_engine.rehearsal import (
     rehearsal_execute,
     rehearsal_start,
 )
+from migrations_engine.secrets import secret_put
 from tests.engine import runs
 
 pytestmark = pytest.mark.django_db(databases=["default", "data"], transaction=True)
@@ -170,3 +173,52 @@ def test_the_page_stops_polling_a_given_up_rehearsal_and_shows_why(staff_client:
     assert response.status_code == 286
     assert "The rehearsal failed" in response.content.decode()
     assert "killed or restarted" in response.content.decode()
+
+
+class SourcePeer:
+    """The source's peer API as the rehearsal uses it, answering at once."""
+
+    def __init__(self, *args: Any) -> None:
+        self.revoked: list[str] = []
+
+    def login(self, password: str) -> None:
+        pass
+
+    def settings(self) -> dict[str, Any]:
+        return {"settings": {}}
+
+    def database_account(self, ref: str) -> dict[str, Any]:
+        return {}
+
+    def revoke(self, ref: str) -> int:
+        return 1
+
+    def logout(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("given_up", [False, True])
+def test_a_rehearsal_given_up_meanwhile_leaves_the_scratch_database_to_the_newer_one(
+    monkeypatch: pytest.MonkeyPatch, given_up: bool
+) -> None:
+    dropped: list[str] = []
+    monkeypatch.setattr(rehearsal, "PeerClient", SourcePeer)
+    monkeypatch.setattr(rehearsal, "source_database_url", lambda run, account: None)
+    monkeypatch.setattr(rehearsal, "_copy", lambda *args: SimpleNamespace(rows=3))
+    monkeypatch.setattr(rehearsal, "_verify_seconds", lambda *args: 0.1)
+    monkeypatch.setattr(rehearsal, "_outcome", lambda *args: OUTCOME)
+    monkeypatch.setattr(rehearsal, "copy_forget", lambda scratch: dropped.append(scratch.database))
+
+    def report(update: Report) -> None:
+        if given_up and update.final:
+            raise Fenced("rehearsal 1 was given up")
+
+    run = prepared()
+    secret_put(run, "admin_password", "x")
+    if given_up:
+        with pytest.raises(Fenced):
+            rehearsal.rehearse(run, report)
+        assert dropped == []
+    else:
+        assert rehearsal.rehearse(run, report) == OUTCOME
+        assert dropped == [rehearsal.scratch_database().database]
