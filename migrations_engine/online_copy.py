@@ -82,6 +82,8 @@ class Lag:
     """Why the replica stopped for good (the data is then copied inside the window)."""
     waiting: str = ""
     """Why it cannot move for now (a source restarting): it goes on by itself."""
+    refused: bool = False
+    """The gate stopped the replica before something other than row changes (see `error`)."""
 
     @property
     def text(self) -> str:
@@ -508,7 +510,7 @@ def replica_wait(
             try:
                 gate.advance()
             except ReplicaRefused as refused:
-                return Lag(None, None, 0, caught_up=False, error=str(refused))
+                return Lag(None, None, 0, caught_up=False, error=str(refused), refused=True)
             status = replica_status(connection, name)
             try:
                 lag = replica_lag(status, goal(), replica_gtid=replica_gtid(connection))

@@ -34,8 +34,6 @@ from migrations_engine.online_copy import (
     SSL_CONNECTION_FAILED,
     BinlogPosition,
     Lag,
-    ReplicaGate,
-    ReplicaRefused,
     TableCheck,
     TableWatch,
     binlog_position,
@@ -463,33 +461,34 @@ def replica_start(
 def replica_wait_caught_up(
     target: MySQLURL, source: SourceDatabase, waiting: Callable[[], None], *, timeout: float
 ) -> str:
-    """Wait until the replica has applied the source's binlog up to its current end; returns
-    that position. OperationFailed when replication stops or does not catch up in time."""
-    deadline = time.monotonic() + timeout
-    with server_connection(target) as connection:
-        gate = ReplicaGate(connection, REPLICA_NAME)
-        while time.monotonic() < deadline:
-            try:
-                gate.advance()
-            except ReplicaRefused as refused:
-                raise OperationFailed(
-                    str(refused),
-                    "Nothing of it ran here. Check what changed the source's database outside "
-                    "the appliance, then Resume: the replica starts again from the copy.",
-                ) from None
-            goal_file, goal_position = _binlog_position(source)
-            status = replica_status(connection, REPLICA_NAME)
-            _raise_replica_error(status, source)
-            done = (
-                status.get("Relay_Master_Log_File") == goal_file
-                and int(status.get("Exec_Master_Log_Pos") or 0) >= goal_position
-            )
-            if done:
-                return f"{goal_file}:{goal_position}"
-            waiting()
-            time.sleep(1)
+    """Wait until the replica has applied the source's binlog up to its end (read again each
+    second); returns that position. OperationFailed when replication stops, when the gate
+    refused what the source wrote, or when it does not catch up in time."""
+    goal = BinlogPosition("", 0)
+
+    def end() -> BinlogPosition:
+        nonlocal goal
+        goal = BinlogPosition(*_binlog_position(source))
+        return goal
+
+    lag = replica_wait(target, REPLICA_NAME, end, lambda lag: waiting(), timeout=timeout)
+    if lag.caught_up:
+        return f"{goal.file}:{goal.position}"
+    if lag.refused:
+        raise OperationFailed(
+            lag.error,
+            "Nothing of it ran here. Check what changed the source's database outside "
+            "the appliance, then Resume: the replica starts again from the copy.",
+        )
+    if lag.error:
+        with server_connection(target) as connection:
+            _raise_replica_error(replica_status(connection, REPLICA_NAME), source)
+        raise OperationFailed(
+            f"Replication stopped: {lag.error}",
+            "Check that port 3306 of the source is open and its binary log is complete.",
+        )
     raise OperationFailed(
-        "The replica did not catch up with the source in time.",
+        f"The replica did not catch up with the source in time ({lag.text}).",
         "Check the source's load and network, then Resume.",
     )
 

@@ -219,19 +219,6 @@ def test_a_failure_after_maintenance_leaves_the_source_in_service(
     assert peer(fresh).info()["migrated_to"] == "appliance-new.mycompany.test"
 
 
-def copy_state(after_run: int = 0) -> tuple[float, int]:
-    """(fraction, attempts) of the newest run's data copy on the current system."""
-    with pymysql.connect(host="127.0.0.1", user="root", database=f"{NAME}_current_control") as db:
-        with db.cursor() as cursor:
-            cursor.execute(
-                "SELECT fraction, attempts FROM migrations_engine_operationstate "
-                "WHERE name = 'precopy_data' AND run_id > %s ORDER BY id DESC LIMIT 1",
-                [after_run],
-            )
-            row = cursor.fetchone()
-    return (float(row[0]), int(row[1])) if row else (0.0, 0)
-
-
 def stop_worker() -> None:
     """Kill the current system's worker (and what it started) with SIGKILL."""
     try:
@@ -247,26 +234,6 @@ def restart_worker(env: dict[str, str] | None = None) -> None:
     node = DEMO.node("current")
     node.env.update(env or {})
     node.pids_write(node.pids() | {"worker": node.spawn("worker").pid})
-
-
-def test_a_worker_killed_during_the_copy_does_not_stop_the_run(
-    fresh: dict[str, str], tmp_path: Path
-) -> None:
-    seed_source("--size", "demo")
-    earlier = newest_run_id()
-    follower = migrate(fresh, tmp_path, "--yes", background=True)
-    deadline = time.monotonic() + 300
-    while copy_state(earlier)[0] < 0.2:
-        assert follower.poll() is None, follower.stdout.read() if follower.stdout else ""
-        assert time.monotonic() < deadline, "the copy did not start"
-        time.sleep(0.2)
-    restart_worker()
-    output, _ = follower.communicate(timeout=600)
-    assert follower.returncode == 0, output
-    assert_data_identical(fresh)
-    fraction, attempts = copy_state()
-    assert (fraction, attempts) == (1.0, 2)
-    assert '"resumed": true' in (tmp_path / "report.json").read_text()
 
 
 def test_ha_source_with_swap_and_every_option(fresh: dict[str, str], tmp_path: Path) -> None:

@@ -258,6 +258,7 @@ def test_a_worker_killed_during_the_copy_then_a_redis_restart_does_not_stop_the_
         f"WHERE name = 'precopy_data' AND run_id > {earlier} ORDER BY id DESC LIMIT 1"
     )
     assert attempts == 2  # the copy was interrupted and went on
+    assert '"resumed": true' in (tmp_path / "report.json").read_text()  # from its checkpoints
 
 
 REHEARSAL_START = """
