@@ -341,6 +341,18 @@ def test_the_source_step_shows_the_failed_checks_and_what_to_do(staff_client: Cl
     assert 'href="/wizard/source-info/"' not in page
 
 
+def test_each_source_field_is_described_by_its_help_for_screen_readers(
+    staff_client: Client,
+) -> None:
+    draft()
+    page = page_text(staff_client.get("/wizard/source/"))
+    for name in ("address", "password"):
+        described_by = re.search(rf'<input[^>]*id="id_{name}"[^>]*>', page)
+        assert described_by is not None
+        assert f'aria-describedby="id_{name}_helptext"' in described_by[0]
+        assert f'id="id_{name}_helptext"' in page
+
+
 class FakeSource:
     """A source as the pre-flight checks see it: the certificate it presents, and every
     password sent to it with the certificate the client was pinned to."""
