@@ -158,7 +158,13 @@ def server_refusal(source: MySQLURL) -> str:
 
 def binlog_position(source: MySQLURL) -> BinlogPosition | None:
     """Where the source's binary log ends now (None when it writes none)."""
-    with source_connection(source, read_timeout=60) as connection, connection.cursor() as cursor:
+    with source_connection(source, read_timeout=60) as connection:
+        return binlog_end(connection)
+
+
+def binlog_end(connection: pymysql.connections.Connection) -> BinlogPosition | None:
+    """`binlog_position` on an open connection to the source."""
+    with connection.cursor() as cursor:
         cursor.execute("SHOW MASTER STATUS")
         row = cursor.fetchone()
         cursor.execute("SELECT @@gtid_binlog_pos")

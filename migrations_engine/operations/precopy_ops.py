@@ -20,7 +20,12 @@ from django.utils import timezone
 
 from migrations_engine import notifications
 from migrations_engine.context import Progress, RunContext
-from migrations_engine.datacopy.sql import SourceDatabase, SourceTrustError
+from migrations_engine.datacopy.sql import (
+    SourceDatabase,
+    SourceTrustError,
+    close_quietly,
+    source_connection,
+)
 from migrations_engine.handoffs import (
     RunHandoffs,
     keep_online_check,
@@ -37,6 +42,7 @@ from migrations_engine.online_copy import (
     ReplicaGate,
     ReplicaRefused,
     TableWatch,
+    binlog_end,
     binlog_position,
     replica_gtid,
     replica_lag,
@@ -198,6 +204,28 @@ class CutoverOrder:
         return lag is None or lag.caught_up or bool(lag.error)
 
 
+@dataclass
+class SourceEnd:
+    """Where the source's binary log ends, read each second on one connection kept open while
+    the run waits (opened again after an error: a source that restarted)."""
+
+    source: SourceDatabase
+    connection: pymysql.connections.Connection | None = None
+
+    def read(self) -> BinlogPosition:
+        if self.connection is None:
+            self.connection = source_connection(self.source, read_timeout=60)
+        try:
+            return binlog_end(self.connection) or BinlogPosition("", 0)
+        except pymysql.MySQLError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        close_quietly(self.connection)
+        self.connection = None
+
+
 class AwaitCutover(Operation):
     """Keep the copy in sync while the source serves, until it is time to cut over."""
 
@@ -221,27 +249,32 @@ class AwaitCutover(Operation):
         history = LagHistory(float(settings.MIGRATION_LAG_WINDOW), deque())
         waited = time.monotonic()
         notified = bool(context.memory.get("waiting_notified"))
-        with server_connection(context.target_database()) as target:
-            gate = ReplicaGate(target, REPLICA_NAME)
-            verify = source is not None and not self._watch_again(context, gate, source)
-            while True:
-                lag = None
-                if source is not None:
-                    lag = self._lag(context, source, target, gate, history)
-                    if lag is None:  # the replica refused what the source wrote
-                        source = None
-                order = CutoverOrder.of(context.run.id)
-                if verify and lag is not None and lag.caught_up and not order.requested:
-                    verify = False
-                    if source is not None and not self._verify(context, progress, source, gate):
-                        source = None
-                    continue
-                if order.due(lag):
-                    break
-                if not notified and (lag is None or lag.caught_up):
-                    notified = _notify_waiting(context, order)
-                self._report(progress, order, lag, history)
-                time.sleep(1)
+        end = SourceEnd(source) if source is not None else None
+        try:
+            with server_connection(context.target_database()) as target:
+                gate = ReplicaGate(target, REPLICA_NAME)
+                verify = source is not None and not self._watch_again(context, gate, source)
+                while True:
+                    lag = None
+                    if source is not None and end is not None:
+                        lag = self._lag(context, end, target, gate, history)
+                        if lag is None:  # the replica refused what the source wrote
+                            source = None
+                    order = CutoverOrder.of(context.run.id)
+                    if verify and lag is not None and lag.caught_up and not order.requested:
+                        verify = False
+                        if source is not None and not self._verify(context, progress, source, gate):
+                            source = None
+                        continue
+                    if order.due(lag):
+                        break
+                    if not notified and (lag is None or lag.caught_up):
+                        notified = _notify_waiting(context, order)
+                    self._report(progress, order, lag, history)
+                    time.sleep(1)
+        finally:
+            if end is not None:
+                end.close()
         progress.update(1.0, message="cutting over", force=True)
         result: dict[str, Any] = {"waited_seconds": round(time.monotonic() - waited, 1)}
         if lag is not None:
@@ -254,7 +287,7 @@ class AwaitCutover(Operation):
     def _lag(
         self,
         context: RunContext,
-        source: SourceDatabase,
+        end: SourceEnd,
         target: pymysql.connections.Connection,
         gate: ReplicaGate,
         history: LagHistory,
@@ -265,7 +298,7 @@ class AwaitCutover(Operation):
         source that does not answer (restarting, say) is waited for: the replica reconnects by
         itself. None once the replica refused something."""
         try:
-            goal = binlog_position(source) or BinlogPosition("", 0)
+            goal = end.read()
         except (pymysql.MySQLError, SourceTrustError) as error:
             return Lag(None, None, 0, caught_up=False, waiting=str(error.args[-1])[:200])
         deadline = time.monotonic() + CATCH_UP_GRACE
