@@ -143,7 +143,7 @@ def cutover(
     source = context.source_database(replication=True)
     target = context.target_database()
     online = RunHandoffs.of(context.run).online_check
-    watch = _watch(online, source.database)
+    watch = online_watch(online, source.database)
     started = time.monotonic()
     final = binlog_position(source)
     if final is None:
@@ -198,7 +198,7 @@ def cutover(
     return result
 
 
-def _watch(online: OnlineVerified | None, database: str) -> TableWatch | None:
+def online_watch(online: OnlineVerified | None, database: str) -> TableWatch | None:
     """What to note of the tables written since the verification made online (if any)."""
     if online is None:
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ from migrations_engine.operations.base import Operation
 from migrations_engine.operations.data_ops import (
     REPLICA_NAME,
     copy_verified,
+    online_watch,
     replica_start,
     replica_stop,
 )
@@ -253,7 +255,7 @@ class AwaitCutover(Operation):
         try:
             with server_connection(context.target_database()) as target:
                 gate = ReplicaGate(target, REPLICA_NAME)
-                verify = source is not None and not self._watch_again(context, gate, source)
+                check_online = source is not None and not self._watch_again(context, gate, source)
                 while True:
                     lag = None
                     if source is not None and end is not None:
@@ -261,8 +263,8 @@ class AwaitCutover(Operation):
                         if lag is None:  # the replica refused what the source wrote
                             source = None
                     order = CutoverOrder.of(context.run.id)
-                    if verify and lag is not None and lag.caught_up and not order.requested:
-                        verify = False
+                    if check_online and lag is not None and lag.caught_up and not order.requested:
+                        check_online = False  # once: the tables written since are followed
                         if source is not None and not self._verify(context, progress, source, gate):
                             source = None
                         continue
@@ -318,12 +320,10 @@ class AwaitCutover(Operation):
     def _watch_again(context: RunContext, gate: ReplicaGate, source: SourceDatabase) -> bool:
         """After a restart: have the gate note again the tables written since the verification
         made online before (whether there was one)."""
-        verified = own(context).online_check
-        if verified is None:
+        gate.watch = online_watch(own(context).online_check, source.database)
+        if gate.watch is None:
             return False
-        since = BinlogPosition.from_dict(verified.position).point
-        gate.watch = TableWatch(since, source.database, set(verified.changed))
-        gate.on_changed = lambda watch: keep_tables_changed(context, sorted(watch.changed))
+        gate.on_changed = _changed_keeper(context)
         return True
 
     def _verify(
@@ -348,7 +348,7 @@ class AwaitCutover(Operation):
         keep_online_check(
             context, check.position.as_dict(), {c.name: c.as_dict() for c in check.tables}
         )
-        gate.on_changed = lambda watch: keep_tables_changed(context, sorted(watch.changed))
+        gate.on_changed = _changed_keeper(context)
         context.log(_verified_line(check))
         return True
 
@@ -399,6 +399,11 @@ class AwaitCutover(Operation):
             eta_seconds=eta,
             moving=not figures.get("falling_behind"),
         )
+
+
+def _changed_keeper(context: RunContext) -> Callable[[TableWatch], None]:
+    """Keeps in the run the tables the gate finds written since the online verification."""
+    return lambda watch: keep_tables_changed(context, sorted(watch.changed))
 
 
 def _verified_line(check: OnlineCheck) -> str:

@@ -83,10 +83,8 @@ def test_start_over_refuses_a_run_whose_worker_is_alive() -> None:
     heartbeat(run.id, fence)
 
 
-def test_abandon_and_close_undoes_and_revokes_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    run, fence = claimed_run()
-    executor._run_fail(run, fence, "boom", "Resume.")
-    run.operations.filter(name="update_certificates").update(status=OperationStatus.SUCCEEDED)
+def undo_and_revoke_recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[str]]:
+    """The certificate update's undo and the source's peer calls, recorded instead of run."""
     undone: list[str] = []
     revoked: list[str] = []
     operation = OPERATION_BY_NAME["update_certificates"]
@@ -94,9 +92,17 @@ def test_abandon_and_close_undoes_and_revokes_once(monkeypatch: pytest.MonkeyPat
 
     def peer_call(self: RunContext, method: str, *args: Any, **kwargs: Any) -> int:
         revoked.append(method)
-        return 0
+        return 1
 
     monkeypatch.setattr(RunContext, "peer_call", peer_call)
+    return undone, revoked
+
+
+def test_abandon_and_close_undoes_and_revokes_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    run, fence = claimed_run()
+    executor._run_fail(run, fence, "boom", "Resume.")
+    run.operations.filter(name="update_certificates").update(status=OperationStatus.SUCCEEDED)
+    undone, revoked = undo_and_revoke_recorded(monkeypatch)
     run.refresh_from_db()
     _abandon_and_close(run)
     assert undone == ["update_certificates"]
@@ -111,16 +117,7 @@ def test_a_failed_run_then_abandoned_is_undone_and_revoked_once_in_all(
 ) -> None:
     run, fence = claimed_run()
     run.operations.filter(name="update_certificates").update(status=OperationStatus.RUNNING)
-    undone: list[str] = []
-    revoked: list[str] = []
-    operation = OPERATION_BY_NAME["update_certificates"]
-    monkeypatch.setattr(type(operation), "undo", lambda self, context: undone.append(self.name))
-
-    def peer_call(self: RunContext, method: str, *args: Any, **kwargs: Any) -> int:
-        revoked.append(method)
-        return 1
-
-    monkeypatch.setattr(RunContext, "peer_call", peer_call)
+    undone, revoked = undo_and_revoke_recorded(monkeypatch)
     executor._run_fail(run, fence, "boom", "Resume.")
     run.refresh_from_db()
     executor.run_abandon(run)

@@ -137,6 +137,14 @@ def caught_up_with(account: SourceDatabase, target: MariaDBServer) -> Lag:
     )
 
 
+def copy_then_follow(target: MariaDBServer, account: SourceDatabase) -> None:
+    """Copy the source's data here, then start the replica from where its binary log ends."""
+    copy_database(account, target_url(target), workers=1)
+    start = binlog_position(account)
+    assert start is not None
+    replica_start(target_url(target), account, start.file, start.position, idempotent=True)
+
+
 def copy_while_writing(
     source: MariaDBServer, target: MariaDBServer, account: SourceDatabase, *, idempotent: bool
 ) -> Writer:
@@ -217,10 +225,7 @@ def test_a_source_restarted_while_it_is_followed_is_followed_again(
 ) -> None:
     source, target = fresh
     account = replicating_account(source, settings)
-    copy_database(account, target_url(target), workers=1)
-    start = binlog_position(account)
-    assert start is not None
-    replica_start(target_url(target), account, start.file, start.position, idempotent=True)
+    copy_then_follow(target, account)
     sql(source, f"USE {DATABASE}", "INSERT INTO sessions VALUES ('before', NOW())")
     source.stop()  # a clean shutdown ends its binary log with a Stop event
     source.start()
@@ -297,10 +302,7 @@ def test_what_the_sources_binary_log_says_beyond_its_rows_is_not_run_here(
 ) -> None:
     source, target = fresh
     account = replicating_account(source, settings)
-    copy_database(account, target_url(target), workers=1)
-    start = binlog_position(account)
-    assert start is not None
-    replica_start(target_url(target), account, start.file, start.position, idempotent=True)
+    copy_then_follow(target, account)
     sql(
         source,
         f"USE {DATABASE}",

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from migrations_engine.models import CutoverMode, OperationStatus, RunStatus
+from migrations_engine.models import CutoverMode, MigrationRun, OperationStatus, RunStatus
 from tests.wizard.test_steps import draft, input_tag, is_checked, no_network, page_text, started
 
 pytestmark = pytest.mark.django_db
@@ -66,8 +66,9 @@ def test_options_say_why_the_data_is_copied_inside_the_window(staff_client: Clie
     )
 
 
-def test_cut_over_now_is_offered_while_in_sync_and_starts_the_window(staff_client: Client) -> None:
-    run = started(
+def in_sync_waiting_for_cut_over_now() -> MigrationRun:
+    """A run pre-copied and in sync with the source, waiting for Cut over now."""
+    return started(
         RunStatus.RUNNING,
         [
             {"name": "precopy_data", "status": OperationStatus.SUCCEEDED, "fraction": 1.0},
@@ -81,6 +82,10 @@ def test_cut_over_now_is_offered_while_in_sync_and_starts_the_window(staff_clien
         ],
         cutover_mode=CutoverMode.MANUAL,
     )
+
+
+def test_cut_over_now_is_offered_while_in_sync_and_starts_the_window(staff_client: Client) -> None:
+    run = in_sync_waiting_for_cut_over_now()
     partial = page_text(staff_client.get(f"/wizard/runs/{run.id}/progress/"))
     assert "Cut over now" in partial
     assert "in sync with the source" in partial
@@ -93,19 +98,7 @@ def test_cut_over_now_is_offered_while_in_sync_and_starts_the_window(staff_clien
 
 
 def test_two_administrators_watching_the_same_run_can_each_cut_over(db: None) -> None:
-    run = started(
-        RunStatus.RUNNING,
-        [
-            {"name": "precopy_data", "status": OperationStatus.SUCCEEDED, "fraction": 1.0},
-            {
-                "name": "await_cutover",
-                "status": OperationStatus.RUNNING,
-                "fraction": 0.9,
-                "figures": {"in_sync": True, "transactions_behind": 0, "seconds_behind": 0},
-            },
-        ],
-        cutover_mode=CutoverMode.MANUAL,
-    )
+    run = in_sync_waiting_for_cut_over_now()
     browsers = []
     for name in ("first", "second"):
         browser = Client(enforce_csrf_checks=True)
